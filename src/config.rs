@@ -1,0 +1,264 @@
+//! The function's configuration: read once from the environment at init and validated there,
+//! so a bad value stops the function before it touches any object.
+
+use aws_sdk_s3::types::{ObjectCannedAcl, StorageClass};
+
+/// A configuration value that cannot be used; the message names the variable and what it allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it and what is allowed.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Everything the replicator needs to know about where objects come from and go to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The bucket in account A; events naming any other bucket are refused, so a crafted event
+    /// cannot make the function copy from a bucket its role happens to be able to read.
+    pub source_bucket: String,
+    /// The bucket in account B that receives the replicas.
+    pub destination_bucket: String,
+    /// Prepended to every key in the destination bucket.
+    pub destination_prefix: String,
+    /// When set, only keys under it are replicated; others are skipped with that reason.
+    pub source_prefix: Option<String>,
+    /// Canned ACL sent with each copy. `bucket-owner-full-control` makes B own the replica on
+    /// buckets that still honour ACLs and is accepted where ACLs are disabled; `None` sends none.
+    pub destination_acl: Option<ObjectCannedAcl>,
+    /// Storage class of the replicas; `None` keeps S3's default (STANDARD).
+    pub destination_storage_class: Option<StorageClass>,
+    /// When set, replicas are encrypted with SSE-KMS under this key of account B.
+    pub destination_kms_key_id: Option<String>,
+    /// Whether ObjectRemoved events delete the mapped key in the destination.
+    pub replicate_deletes: bool,
+    /// Path-style addressing, for local S3 emulators.
+    pub force_path_style: bool,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, which returns a variable's value if it is set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let source_bucket = bucket_name("SOURCE_BUCKET", get("SOURCE_BUCKET"))?;
+        let destination_bucket = bucket_name("DESTINATION_BUCKET", get("DESTINATION_BUCKET"))?;
+        if source_bucket == destination_bucket {
+            return Err(ConfigError::new(
+                "DESTINATION_BUCKET",
+                format!(
+                    "must differ from SOURCE_BUCKET ({source_bucket}): replicas written into the source bucket would trigger the function again"
+                ),
+            ));
+        }
+
+        let destination_acl = match get("DESTINATION_ACL").as_deref() {
+            None => Some(ObjectCannedAcl::BucketOwnerFullControl),
+            Some("none") => None,
+            Some(value) => Some(known_value(
+                "DESTINATION_ACL",
+                value,
+                ObjectCannedAcl::values(),
+                "none",
+            )?),
+        };
+        let destination_storage_class = get("DESTINATION_STORAGE_CLASS")
+            .map(|value| {
+                known_value(
+                    "DESTINATION_STORAGE_CLASS",
+                    &value,
+                    StorageClass::values(),
+                    "",
+                )
+            })
+            .transpose()?;
+
+        Ok(Self {
+            source_bucket,
+            destination_bucket,
+            destination_prefix: get("DESTINATION_PREFIX").unwrap_or_default(),
+            source_prefix: get("SOURCE_PREFIX"),
+            destination_acl,
+            destination_storage_class,
+            destination_kms_key_id: get("DESTINATION_KMS_KEY_ID"),
+            replicate_deletes: boolean("REPLICATE_DELETES", get("REPLICATE_DELETES"))?,
+            force_path_style: boolean("S3_FORCE_PATH_STYLE", get("S3_FORCE_PATH_STYLE"))?,
+        })
+    }
+}
+
+fn bucket_name(variable: &'static str, value: Option<String>) -> Result<String, ConfigError> {
+    let value = value.ok_or_else(|| ConfigError::new(variable, "is required (a bucket name)"))?;
+    let valid_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let valid_ends = value
+        .bytes()
+        .next()
+        .zip(value.bytes().last())
+        .is_some_and(|(first, last)| first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric());
+    if !(3..=63).contains(&value.len()) || !valid_chars || !valid_ends {
+        return Err(ConfigError::new(
+            variable,
+            format!(
+                "{value:?} is not a bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn boolean(variable: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ConfigError::new(
+            variable,
+            format!("{other:?} is not allowed: use true or false"),
+        )),
+    }
+}
+
+fn known_value<T: From<&'static str>>(
+    variable: &'static str,
+    value: &str,
+    allowed: &'static [&'static str],
+    extra: &str,
+) -> Result<T, ConfigError> {
+    match allowed.iter().find(|candidate| **candidate == value) {
+        Some(known) => Ok(T::from(known)),
+        None => {
+            let mut choices: Vec<&str> = allowed.to_vec();
+            if !extra.is_empty() {
+                choices.push(extra);
+            }
+            Err(ConfigError::new(
+                variable,
+                format!(
+                    "{value:?} is not allowed: use one of {}",
+                    choices.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const BUCKETS: [(&str, &str); 2] =
+        [("SOURCE_BUCKET", "src-a"), ("DESTINATION_BUCKET", "dst-b")];
+
+    #[test]
+    fn applies_defaults() {
+        let c = config(&BUCKETS).unwrap();
+        assert_eq!(c.destination_prefix, "");
+        assert_eq!(c.source_prefix, None);
+        assert_eq!(
+            c.destination_acl,
+            Some(ObjectCannedAcl::BucketOwnerFullControl)
+        );
+        assert_eq!(c.destination_storage_class, None);
+        assert!(!c.replicate_deletes);
+        assert!(!c.force_path_style);
+    }
+
+    #[test]
+    fn requires_both_buckets() {
+        let err = config(&[("SOURCE_BUCKET", "src-a")]).unwrap_err();
+        assert_eq!(err.variable, "DESTINATION_BUCKET");
+        let err = config(&[("DESTINATION_BUCKET", "dst-b")]).unwrap_err();
+        assert_eq!(err.variable, "SOURCE_BUCKET");
+    }
+
+    #[test]
+    fn refuses_same_source_and_destination() {
+        let err = config(&[("SOURCE_BUCKET", "same"), ("DESTINATION_BUCKET", "same")]).unwrap_err();
+        assert_eq!(err.variable, "DESTINATION_BUCKET");
+        assert!(err.to_string().contains("trigger the function again"));
+    }
+
+    #[test]
+    fn refuses_malformed_bucket_names() {
+        for bad in ["UPPER", "ab", "-lead", "has space", "arn:aws:s3:::b"] {
+            let err =
+                config(&[("SOURCE_BUCKET", bad), ("DESTINATION_BUCKET", "dst-b")]).unwrap_err();
+            assert_eq!(err.variable, "SOURCE_BUCKET", "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_acl_storage_class_and_kms() {
+        let mut vars = BUCKETS.to_vec();
+        vars.extend([
+            ("DESTINATION_ACL", "none"),
+            ("DESTINATION_STORAGE_CLASS", "STANDARD_IA"),
+            (
+                "DESTINATION_KMS_KEY_ID",
+                "arn:aws:kms:us-east-1:222222222222:key/k",
+            ),
+            ("REPLICATE_DELETES", "TRUE"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("DESTINATION_PREFIX", "from-a/"),
+            ("SOURCE_PREFIX", "data/"),
+        ]);
+        let c = config(&vars).unwrap();
+        assert_eq!(c.destination_acl, None);
+        assert_eq!(c.destination_storage_class, Some(StorageClass::StandardIa));
+        assert_eq!(
+            c.destination_kms_key_id.as_deref(),
+            Some("arn:aws:kms:us-east-1:222222222222:key/k")
+        );
+        assert!(c.replicate_deletes && c.force_path_style);
+        assert_eq!(c.destination_prefix, "from-a/");
+        assert_eq!(c.source_prefix.as_deref(), Some("data/"));
+    }
+
+    #[test]
+    fn names_allowed_values_for_bad_enumerations() {
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("DESTINATION_ACL", "owner-only"));
+        let err = config(&vars).unwrap_err();
+        assert_eq!(err.variable, "DESTINATION_ACL");
+        assert!(err.problem.contains("bucket-owner-full-control") && err.problem.contains("none"));
+
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("DESTINATION_STORAGE_CLASS", "COLD"));
+        assert_eq!(
+            config(&vars).unwrap_err().variable,
+            "DESTINATION_STORAGE_CLASS"
+        );
+
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("REPLICATE_DELETES", "yes"));
+        let err = config(&vars).unwrap_err();
+        assert_eq!(err.variable, "REPLICATE_DELETES");
+        assert!(err.problem.contains("true or false"));
+    }
+}

@@ -1,0 +1,312 @@
+//! The one place where S3 SDK errors are classified into [`ReplicationError`]: permanent
+//! (access denied, invalid input), transient (throttling, 5xx, timeouts), missing objects,
+//! and changed-under-us preconditions.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// A boxed error kept as the `#[source]` of a classified failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a failed S3 call should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The object (or version) does not exist.
+    NotFound,
+    /// A grant is missing: retrying will not help until a policy changes.
+    AccessDenied,
+    /// A conditional request's condition no longer holds (the source changed).
+    PreconditionFailed,
+    /// Throttling, server errors, timeouts, broken connections: worth retrying.
+    Transient,
+    /// Anything else S3 refused; retrying the same request will fail the same way.
+    Permanent,
+}
+
+/// A failed S3 call, classified, with S3's error code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct S3Failure {
+    /// The classification that decides skip, retry or fail.
+    pub class: FailureClass,
+    /// S3's error code (`AccessDenied`, `SlowDown`, ...) or the HTTP status when there is none.
+    pub code: String,
+    /// S3's message, or a description of the transport failure.
+    pub message: String,
+    /// The SDK error itself.
+    #[source]
+    pub source: BoxError,
+}
+
+/// Classifies any S3 operation's SDK error.
+pub fn classify<E>(err: SdkError<E, HttpResponse>) -> S3Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let (class, code, message) = match &err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            let code = inner
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| status.map_or("Unknown".into(), |s| format!("HTTP {s}")));
+            let message = inner.message().unwrap_or("no message").to_string();
+            (classify_code(&code, status), code, message)
+        }
+        SdkError::TimeoutError(_) => (
+            FailureClass::Transient,
+            "Timeout".to_string(),
+            "the request timed out".to_string(),
+        ),
+        SdkError::DispatchFailure(failure) => (
+            FailureClass::Transient,
+            "DispatchFailure".to_string(),
+            format!("the request could not be sent: {failure:?}"),
+        ),
+        SdkError::ResponseError(_) => (
+            FailureClass::Transient,
+            "ResponseError".to_string(),
+            "the response could not be read".to_string(),
+        ),
+        SdkError::ConstructionFailure(_) => (
+            FailureClass::Permanent,
+            "ConstructionFailure".to_string(),
+            "the request could not be built".to_string(),
+        ),
+        _ => (
+            FailureClass::Permanent,
+            "Unknown".to_string(),
+            err.to_string(),
+        ),
+    };
+    S3Failure {
+        class,
+        code,
+        message,
+        source: Box::new(err),
+    }
+}
+
+fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
+    match code {
+        "NoSuchKey" | "NotFound" | "NoSuchVersion" => FailureClass::NotFound,
+        "AccessDenied"
+        | "AllAccessDisabled"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "InvalidToken"
+        | "ExpiredToken"
+        | "KMS.AccessDeniedException" => FailureClass::AccessDenied,
+        "PreconditionFailed" => FailureClass::PreconditionFailed,
+        "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestTimeout"
+        | "RequestTimeTooSkewed"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "OperationAborted" => FailureClass::Transient,
+        _ => match status {
+            Some(404) if code != "NoSuchBucket" => FailureClass::NotFound,
+            Some(403) => FailureClass::AccessDenied,
+            Some(412) => FailureClass::PreconditionFailed,
+            Some(429) | Some(500..=599) => FailureClass::Transient,
+            _ => FailureClass::Permanent,
+        },
+    }
+}
+
+/// Where a missing grant has to be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Reading the source object in account A: the function role's identity policy.
+    Source,
+    /// Writing into the destination bucket in account B: B's bucket policy (and the role's
+    /// identity policy).
+    Destination,
+}
+
+/// Why an object could not be replicated.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The event names a bucket other than the configured source; nothing is copied.
+    #[error(
+        "event names bucket {bucket:?}, but this function replicates only {expected:?}: refused"
+    )]
+    ForeignBucket {
+        /// The bucket the event named.
+        bucket: String,
+        /// The configured source bucket.
+        expected: String,
+    },
+    /// The event (or its key) cannot be used.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// S3 refused the call for lack of a grant; the hint says which grant and where.
+    #[error("access denied on {operation} {resource} ({source}); {hint}")]
+    AccessDenied {
+        /// The S3 operation refused.
+        operation: &'static str,
+        /// The bucket or object ARN the operation was on.
+        resource: String,
+        /// S3's error code.
+        code: String,
+        /// Which statement is missing, and where it goes.
+        hint: String,
+        /// The classified S3 error.
+        #[source]
+        source: S3Failure,
+    },
+    /// A failure that may succeed on retry (throttling, 5xx, timeouts, a source that kept changing).
+    #[error("transient failure on {operation} {resource}: {source}")]
+    Transient {
+        /// The S3 operation that failed.
+        operation: &'static str,
+        /// The bucket or object ARN the operation was on.
+        resource: String,
+        /// The classified S3 error.
+        #[source]
+        source: S3Failure,
+    },
+    /// Any other refusal by S3.
+    #[error("S3 refused {operation} {resource}: {source}")]
+    S3 {
+        /// The S3 operation that failed.
+        operation: &'static str,
+        /// The bucket or object ARN the operation was on.
+        resource: String,
+        /// The classified S3 error.
+        #[source]
+        source: S3Failure,
+    },
+}
+
+impl ReplicationError {
+    /// Builds the error for a classified S3 failure of `operation` on `bucket`/`key`, naming
+    /// the grant to add when access was denied.
+    pub fn from_s3(
+        failure: S3Failure,
+        operation: &'static str,
+        side: Side,
+        bucket: &str,
+        key: &str,
+    ) -> Self {
+        let resource = format!("arn:aws:s3:::{bucket}/{key}");
+        match failure.class {
+            FailureClass::AccessDenied => ReplicationError::AccessDenied {
+                operation,
+                hint: access_hint(operation, side, bucket),
+                code: failure.code.clone(),
+                resource,
+                source: failure,
+            },
+            FailureClass::Transient | FailureClass::PreconditionFailed => {
+                ReplicationError::Transient {
+                    operation,
+                    resource,
+                    source: failure,
+                }
+            }
+            FailureClass::NotFound | FailureClass::Permanent => ReplicationError::S3 {
+                operation,
+                resource,
+                source: failure,
+            },
+        }
+    }
+
+    /// A short machine-readable code for logs and summaries.
+    pub fn code(&self) -> &str {
+        match self {
+            ReplicationError::ForeignBucket { .. } => "ForeignBucket",
+            ReplicationError::InvalidEvent(_) => "InvalidEvent",
+            ReplicationError::AccessDenied { code, .. } => code,
+            ReplicationError::Transient { source, .. } | ReplicationError::S3 { source, .. } => {
+                &source.code
+            }
+        }
+    }
+
+    /// Whether a retry of the same event may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReplicationError::Transient { .. })
+    }
+}
+
+fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
+    match side {
+        Side::Source => format!(
+            "the function's execution role (account A) needs s3:GetObject, s3:GetObjectTagging and s3:ListBucket on bucket {bucket} in its identity policy"
+        ),
+        Side::Destination if operation == "DeleteObject" => format!(
+            "bucket {bucket}'s bucket policy (account B) must allow s3:DeleteObject to the function's execution role, and the role's identity policy must allow it too"
+        ),
+        Side::Destination => format!(
+            "bucket {bucket}'s bucket policy (account B) must allow s3:PutObject, s3:PutObjectAcl and s3:PutObjectTagging to the function's execution role, and the role's identity policy must allow them too (a copy also needs s3:GetObject and s3:GetObjectTagging on the source)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_codes_before_statuses() {
+        assert_eq!(
+            classify_code("NoSuchKey", Some(404)),
+            FailureClass::NotFound
+        );
+        assert_eq!(
+            classify_code("NoSuchBucket", Some(404)),
+            FailureClass::Permanent
+        );
+        assert_eq!(
+            classify_code("AccessDenied", Some(403)),
+            FailureClass::AccessDenied
+        );
+        assert_eq!(
+            classify_code("SlowDown", Some(503)),
+            FailureClass::Transient
+        );
+        assert_eq!(
+            classify_code("InternalError", Some(500)),
+            FailureClass::Transient
+        );
+        assert_eq!(
+            classify_code("PreconditionFailed", Some(412)),
+            FailureClass::PreconditionFailed
+        );
+        assert_eq!(
+            classify_code("InvalidRequest", Some(400)),
+            FailureClass::Permanent
+        );
+    }
+
+    #[test]
+    fn falls_back_to_status_when_code_is_unknown() {
+        // HEAD responses carry no body, so only the status tells.
+        assert_eq!(classify_code("HTTP 404", Some(404)), FailureClass::NotFound);
+        assert_eq!(
+            classify_code("HTTP 403", Some(403)),
+            FailureClass::AccessDenied
+        );
+        assert_eq!(
+            classify_code("HTTP 503", Some(503)),
+            FailureClass::Transient
+        );
+        assert_eq!(classify_code("Weird", Some(429)), FailureClass::Transient);
+        assert_eq!(classify_code("Weird", Some(400)), FailureClass::Permanent);
+        assert_eq!(classify_code("Weird", None), FailureClass::Permanent);
+    }
+
+    #[test]
+    fn destination_hint_names_bucket_policy_and_actions() {
+        let hint = access_hint("CopyObject", Side::Destination, "dst-b");
+        assert!(hint.contains("bucket dst-b's bucket policy (account B)"));
+        assert!(hint.contains("s3:PutObject"));
+        let hint = access_hint("HeadObject", Side::Source, "src-a");
+        assert!(hint.contains("identity policy") && hint.contains("src-a"));
+    }
+}

@@ -1,0 +1,340 @@
+//! Decoding invocation payloads: S3 notifications delivered directly, through SQS, through
+//! SNS (alone or inside SQS), and EventBridge events from S3, into [`ObjectEvent`]s.
+//!
+//! Decoding is per record: one malformed record or SQS message fails alone, and the good ones
+//! in the same payload are still processed.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::keys::decode_event_key;
+
+/// What happened to an object, as far as replication cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectEventKind {
+    /// `ObjectCreated:*` or EventBridge `Object Created`: copy the object.
+    Created,
+    /// `ObjectRemoved:*` or EventBridge `Object Deleted`: delete the replica, if configured.
+    Removed,
+    /// Any other S3 event (restore, lifecycle, tagging, ...): nothing to replicate.
+    Other,
+}
+
+/// One object named by an event, with its key already decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    /// Which kind of change the event reports.
+    pub kind: ObjectEventKind,
+    /// The event's own name (`ObjectCreated:Put`, `Object Created`, ...), for logs and reasons.
+    pub event_name: String,
+    /// The bucket the event names; checked against the configured source bucket.
+    pub bucket: String,
+    /// The decoded object key.
+    pub key: String,
+    /// A second reading of the key to try when `key` does not exist. EventBridge does not
+    /// document whether its keys are encoded, so for it this holds the key exactly as received.
+    pub alternate_key: Option<String>,
+    /// Object size at event time, when the event says.
+    pub size: Option<i64>,
+    /// The version the event was about; informational, since the current object is copied.
+    pub version_id: Option<String>,
+    /// S3's ordering token for events on one key.
+    pub sequencer: Option<String>,
+    /// When S3 reported the event (ISO-8601), for replication lag.
+    pub event_time: Option<String>,
+}
+
+/// Why an event, record or message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+/// The contents of one SQS message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageContent {
+    /// S3's `s3:TestEvent`, sent when a notification is configured: nothing to copy.
+    TestEvent,
+    /// One or more object events (an S3 notification may carry several records).
+    Objects(Vec<Result<ObjectEvent, EventError>>),
+}
+
+/// One SQS message and what it decoded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The SQS message id, returned in `batchItemFailures` when the message must be retried.
+    pub message_id: String,
+    /// The decoded body, or why it could not be decoded.
+    pub content: Result<MessageContent, EventError>,
+}
+
+/// An invocation payload, by entry shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// S3 (or SNS-wrapped S3) notification records delivered directly to the function.
+    Direct(Vec<Result<ObjectEvent, EventError>>),
+    /// A batch from an SQS event source mapping.
+    Queue(Vec<QueueMessage>),
+    /// A test event delivered directly: acknowledged, nothing copied.
+    TestEvent,
+}
+
+/// Works out the entry shape of `payload` and decodes it. An unrecognised payload is an error
+/// that names what was received (its top-level fields), never the whole payload.
+pub fn decode_invocation(payload: &Value) -> Result<Invocation, EventError> {
+    let Some(object) = payload.as_object() else {
+        return Err(EventError(format!(
+            "unrecognised payload: expected a JSON object, received {}",
+            json_type(payload)
+        )));
+    };
+    if let Some(records) = object.get("Records") {
+        let records = records
+            .as_array()
+            .ok_or_else(|| EventError("unrecognised payload: Records is not an array".into()))?;
+        let first = records
+            .first()
+            .ok_or_else(|| EventError("unrecognised payload: Records is empty".into()))?;
+        return match record_source(first) {
+            Some("aws:sqs") => decode_queue(payload).map(Invocation::Queue),
+            Some("aws:s3") | Some("aws:sns") => Ok(Invocation::Direct(
+                records.iter().flat_map(decode_direct_record).collect(),
+            )),
+            other => Err(EventError(format!(
+                "unrecognised payload: Records[0] has event source {}",
+                other.map_or("(none)".to_string(), |s| format!("{s:?}"))
+            ))),
+        };
+    }
+    if is_test_event(payload) {
+        return Ok(Invocation::TestEvent);
+    }
+    if object.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return Ok(Invocation::Direct(vec![decode_eventbridge(payload)]));
+    }
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).take(10).collect();
+    fields.sort_unstable();
+    Err(EventError(format!(
+        "unrecognised payload: not an S3, SQS, SNS or EventBridge event (top-level fields: [{}])",
+        fields.join(", ")
+    )))
+}
+
+fn record_source(record: &Value) -> Option<&str> {
+    record
+        .get("eventSource")
+        .or_else(|| record.get("EventSource"))
+        .and_then(Value::as_str)
+}
+
+fn decode_queue(payload: &Value) -> Result<Vec<QueueMessage>, EventError> {
+    let event: SqsEvent = serde_json::from_value(payload.clone())
+        .map_err(|e| EventError(format!("malformed SQS event: {e}")))?;
+    Ok(event
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| QueueMessage {
+            message_id: message
+                .message_id
+                .unwrap_or_else(|| format!("(record {index} without messageId)")),
+            content: message
+                .body
+                .ok_or_else(|| EventError("SQS message has no body".into()))
+                .and_then(|body| decode_message_body(&body)),
+        })
+        .collect())
+}
+
+/// Decodes an SQS message body: an S3 notification, an SNS notification wrapping one, an
+/// EventBridge event, or S3's test event.
+pub fn decode_message_body(body: &str) -> Result<MessageContent, EventError> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| EventError(format!("message body is not JSON: {e}")))?;
+    decode_message_value(&value, true)
+}
+
+fn decode_message_value(value: &Value, allow_sns: bool) -> Result<MessageContent, EventError> {
+    if is_test_event(value) {
+        return Ok(MessageContent::TestEvent);
+    }
+    if allow_sns && value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let inner = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EventError("SNS notification without a Message string".into()))?;
+        let inner: Value = serde_json::from_str(inner)
+            .map_err(|e| EventError(format!("SNS Message is not JSON: {e}")))?;
+        return decode_message_value(&inner, false);
+    }
+    if let Some(records) = value.get("Records").and_then(Value::as_array) {
+        if records.is_empty() {
+            return Err(EventError("S3 notification with no Records".into()));
+        }
+        return Ok(MessageContent::Objects(
+            records.iter().map(decode_s3_record).collect(),
+        ));
+    }
+    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return Ok(MessageContent::Objects(vec![decode_eventbridge(value)]));
+    }
+    Err(EventError(
+        "message body is not an S3 notification, SNS notification or EventBridge event".into(),
+    ))
+}
+
+/// A record delivered directly: S3's own, or SNS's wrapping an S3 notification.
+fn decode_direct_record(record: &Value) -> Vec<Result<ObjectEvent, EventError>> {
+    if record_source(record) != Some("aws:sns") {
+        return vec![decode_s3_record(record)];
+    }
+    let message = record
+        .get("Sns")
+        .and_then(|sns| sns.get("Message"))
+        .and_then(Value::as_str);
+    let Some(message) = message else {
+        return vec![Err(EventError("SNS record without Sns.Message".into()))];
+    };
+    match serde_json::from_str::<Value>(message)
+        .map_err(|e| EventError(format!("SNS Message is not JSON: {e}")))
+        .and_then(|inner| decode_message_value(&inner, false))
+    {
+        Ok(MessageContent::TestEvent) => Vec::new(),
+        Ok(MessageContent::Objects(objects)) => objects,
+        Err(e) => vec![Err(e)],
+    }
+}
+
+fn is_test_event(value: &Value) -> bool {
+    value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Record {
+    event_source: Option<String>,
+    event_name: Option<String>,
+    event_time: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: NamedBucket,
+    object: S3RecordObject,
+}
+
+#[derive(Deserialize)]
+struct NamedBucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3RecordObject {
+    key: String,
+    size: Option<i64>,
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+fn decode_s3_record(record: &Value) -> Result<ObjectEvent, EventError> {
+    let record: S3Record = serde_json::from_value(record.clone())
+        .map_err(|e| EventError(format!("malformed S3 event record: {e}")))?;
+    if record.event_source.as_deref() != Some("aws:s3") {
+        return Err(EventError(format!(
+            "record event source is {:?}, expected \"aws:s3\"",
+            record.event_source.unwrap_or_default()
+        )));
+    }
+    let event_name = record.event_name.unwrap_or_default();
+    let kind = if event_name.starts_with("ObjectCreated:") {
+        ObjectEventKind::Created
+    } else if event_name.starts_with("ObjectRemoved:") {
+        ObjectEventKind::Removed
+    } else {
+        ObjectEventKind::Other
+    };
+    let key = decode_event_key(&record.s3.object.key).map_err(|e| {
+        EventError(format!(
+            "undecodable key in bucket {:?}: {e}",
+            record.s3.bucket.name
+        ))
+    })?;
+    Ok(ObjectEvent {
+        kind,
+        event_name,
+        bucket: record.s3.bucket.name,
+        key,
+        alternate_key: None,
+        size: record.s3.object.size,
+        version_id: record.s3.object.version_id,
+        sequencer: record.s3.object.sequencer,
+        event_time: record.event_time,
+    })
+}
+
+#[derive(Deserialize)]
+struct EventBridgeEvent {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    time: Option<String>,
+    detail: EventBridgeDetail,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeDetail {
+    bucket: NamedBucket,
+    object: EventBridgeObject,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeObject {
+    key: String,
+    size: Option<i64>,
+    #[serde(rename = "version-id")]
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+fn decode_eventbridge(value: &Value) -> Result<ObjectEvent, EventError> {
+    let event: EventBridgeEvent = serde_json::from_value(value.clone())
+        .map_err(|e| EventError(format!("malformed EventBridge S3 event: {e}")))?;
+    let kind = match event.detail_type.as_str() {
+        "Object Created" => ObjectEventKind::Created,
+        "Object Deleted" => ObjectEventKind::Removed,
+        _ => ObjectEventKind::Other,
+    };
+    let raw = event.detail.object.key;
+    // The documentation does not say how EventBridge encodes keys: read the key the way S3
+    // notifications encode it, and keep the raw text to try when that reading names nothing.
+    let (key, alternate_key) = match decode_event_key(&raw) {
+        Ok(decoded) if decoded != raw => (decoded, Some(raw)),
+        Ok(_) | Err(_) if raw.is_empty() => {
+            return Err(EventError("EventBridge event with an empty key".into()));
+        }
+        Ok(_) | Err(_) => (raw, None),
+    };
+    Ok(ObjectEvent {
+        kind,
+        event_name: event.detail_type,
+        bucket: event.detail.bucket.name,
+        key,
+        alternate_key,
+        size: event.detail.object.size,
+        version_id: event.detail.object.version_id,
+        sequencer: event.detail.object.sequencer,
+        event_time: event.time,
+    })
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

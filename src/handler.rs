@@ -1,0 +1,266 @@
+//! The Lambda handler: one entry point for every payload shape, turning per-object outcomes
+//! into the response each invoker expects (a summary, an error, or an SQS partial batch
+//! response).
+
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use futures::stream::{self, StreamExt};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
+use crate::replicate::{Outcome, Replicator};
+
+/// How many objects of one invocation are replicated at the same time.
+const OBJECT_CONCURRENCY: usize = 16;
+
+/// How many failures a summary lists by name.
+const LISTED_FAILURES: usize = 20;
+
+/// Why an invocation as a whole failed. Returning it makes Lambda retry an asynchronous
+/// invocation and, after the retries, hand it to the on-failure destination.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The payload is not an entry shape this function handles; nothing was copied.
+    #[error("{0}")]
+    UnrecognizedPayload(EventError),
+    /// Some objects failed; the others were replicated.
+    #[error("{failed} of {total} objects failed to replicate; first failure: {first}")]
+    ObjectsFailed {
+        /// How many objects failed.
+        failed: usize,
+        /// How many objects the payload named.
+        total: usize,
+        /// The first failure, as `bucket/key: error`.
+        first: String,
+    },
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match error {
+            HandlerError::UnrecognizedPayload(_) => "UnrecognizedPayload",
+            HandlerError::ObjectsFailed { .. } => "ReplicationFailed",
+        };
+        Diagnostic {
+            error_type: error_type.to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// One failed object, as listed in a summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailedObject {
+    /// The bucket the event named.
+    pub bucket: String,
+    /// The decoded key (empty when the record could not be decoded at all).
+    pub key: String,
+    /// A short error code.
+    pub error_code: String,
+    /// The full reason.
+    pub error: String,
+}
+
+/// Counts of outcomes for one invocation, returned to direct invokers and logged.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects copied.
+    pub copied: usize,
+    /// Replicas deleted.
+    pub deleted: usize,
+    /// Objects deliberately not replicated.
+    pub skipped: usize,
+    /// Objects (or undecodable records) that failed.
+    pub failed: usize,
+    /// Bytes copied.
+    pub bytes: i64,
+    /// The first failures, by name.
+    pub failures: Vec<FailedObject>,
+}
+
+impl Summary {
+    fn total(&self) -> usize {
+        self.copied + self.deleted + self.skipped + self.failed
+    }
+
+    fn record_failure(&mut self, failure: FailedObject) {
+        self.failed += 1;
+        if self.failures.len() < LISTED_FAILURES {
+            self.failures.push(failure);
+        }
+    }
+
+    fn record(&mut self, event: &ObjectEvent, outcome: &Outcome) {
+        match outcome {
+            Outcome::Copied { bytes, .. } => {
+                self.copied += 1;
+                self.bytes += bytes;
+            }
+            Outcome::Deleted { .. } => self.deleted += 1,
+            Outcome::Skipped(_) => self.skipped += 1,
+            Outcome::Failed(error) => self.record_failure(FailedObject {
+                bucket: event.bucket.clone(),
+                key: event.key.clone(),
+                error_code: error.code().to_string(),
+                error: error.to_string(),
+            }),
+        }
+    }
+
+    fn record_undecodable(&mut self, error: &EventError) {
+        tracing::error!(outcome = "failed", error_code = "InvalidEvent", error = %error, "record could not be decoded");
+        self.record_failure(FailedObject {
+            bucket: String::new(),
+            key: String::new(),
+            error_code: "InvalidEvent".to_string(),
+            error: error.to_string(),
+        });
+    }
+}
+
+/// The Lambda entry point.
+pub async fn handle(
+    event: LambdaEvent<Value>,
+    replicator: &Replicator,
+) -> Result<Value, HandlerError> {
+    handle_payload(&event.payload, replicator).await
+}
+
+/// Handles one invocation payload of any supported shape.
+pub async fn handle_payload(
+    payload: &Value,
+    replicator: &Replicator,
+) -> Result<Value, HandlerError> {
+    let invocation = decode_invocation(payload).map_err(|error| {
+        tracing::error!(error = %error, "payload refused");
+        HandlerError::UnrecognizedPayload(error)
+    })?;
+    match invocation {
+        Invocation::TestEvent => {
+            tracing::info!("s3:TestEvent acknowledged; nothing to replicate");
+            Ok(serde_json::to_value(Summary::default()).unwrap_or(Value::Null))
+        }
+        Invocation::Direct(records) => {
+            let summary = replicate_records(records, replicator).await;
+            log_summary(&summary);
+            if let Some(first) = summary.failures.first() {
+                return Err(HandlerError::ObjectsFailed {
+                    failed: summary.failed,
+                    total: summary.total(),
+                    first: format!("{}/{}: {}", first.bucket, first.key, first.error),
+                });
+            }
+            Ok(serde_json::to_value(&summary).unwrap_or(Value::Null))
+        }
+        Invocation::Queue(messages) => {
+            let response = replicate_queue_batch(messages, replicator).await;
+            Ok(serde_json::to_value(&response).unwrap_or(Value::Null))
+        }
+    }
+}
+
+async fn replicate_records(
+    records: Vec<Result<ObjectEvent, EventError>>,
+    replicator: &Replicator,
+) -> Summary {
+    let mut summary = Summary::default();
+    let mut events = Vec::with_capacity(records.len());
+    for record in records {
+        match record {
+            Ok(event) => events.push(event),
+            Err(error) => summary.record_undecodable(&error),
+        }
+    }
+    let outcomes = replicate_all(&events, replicator).await;
+    for (event, outcome) in events.iter().zip(&outcomes) {
+        summary.record(event, outcome);
+    }
+    summary
+}
+
+async fn replicate_all(events: &[ObjectEvent], replicator: &Replicator) -> Vec<Outcome> {
+    stream::iter(events)
+        .map(|event| async move {
+            let started = Instant::now();
+            let outcome = replicator.replicate(event).await;
+            outcome.log(event, started.elapsed());
+            outcome
+        })
+        .buffered(OBJECT_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Replicates every object of every message, and names in `batchItemFailures` exactly the
+/// messages that must come back: undecodable ones and those with a failed object.
+async fn replicate_queue_batch(
+    messages: Vec<crate::event::QueueMessage>,
+    replicator: &Replicator,
+) -> SqsBatchResponse {
+    let mut summary = Summary::default();
+    let mut owners = Vec::new();
+    let mut events = Vec::new();
+    let mut failed_messages = Vec::new();
+    for message in &messages {
+        match &message.content {
+            Err(error) => {
+                tracing::error!(message_id = %message.message_id, error = %error, "SQS message could not be decoded");
+                summary.record_undecodable(error);
+                failed_messages.push(message.message_id.clone());
+            }
+            Ok(MessageContent::TestEvent) => {
+                tracing::info!(message_id = %message.message_id, "s3:TestEvent acknowledged; nothing to replicate");
+            }
+            Ok(MessageContent::Objects(records)) => {
+                for record in records {
+                    match record {
+                        Ok(event) => {
+                            owners.push(message.message_id.clone());
+                            events.push(event.clone());
+                        }
+                        Err(error) => {
+                            summary.record_undecodable(error);
+                            failed_messages.push(message.message_id.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let outcomes = replicate_all(&events, replicator).await;
+    for ((event, outcome), owner) in events.iter().zip(&outcomes).zip(owners) {
+        summary.record(event, outcome);
+        if matches!(outcome, Outcome::Failed(_)) {
+            failed_messages.push(owner);
+        }
+    }
+    log_summary(&summary);
+    let mut response = SqsBatchResponse::default();
+    for message in &messages {
+        if failed_messages.contains(&message.message_id)
+            && !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == message.message_id)
+        {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message.message_id.clone();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+fn log_summary(summary: &Summary) {
+    tracing::info!(
+        copied = summary.copied,
+        deleted = summary.deleted,
+        skipped = summary.skipped,
+        failed = summary.failed,
+        bytes = summary.bytes,
+        "invocation summary"
+    );
+}

@@ -1,0 +1,101 @@
+//! The bucket policy account B attaches to its destination bucket so that the function's role in
+//! account A may write replicas there. This is the single source of that document: the
+//! `bucket-policy` command prints it, and the tests attach exactly this to the emulator.
+
+use serde_json::{Value, json};
+
+/// What the destination bucket policy has to allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationGrant {
+    /// The ARN of the function's execution role in account A.
+    pub role_arn: String,
+    /// The destination bucket in account B.
+    pub bucket: String,
+    /// `DESTINATION_PREFIX`: the grant covers only keys under it.
+    pub prefix: String,
+    /// Whether copies carry a canned ACL (`DESTINATION_ACL` other than `none`).
+    pub sends_acl: bool,
+    /// Whether `REPLICATE_DELETES` is on.
+    pub replicate_deletes: bool,
+}
+
+impl DestinationGrant {
+    /// The S3 actions the role needs on the destination objects, for these options.
+    pub fn object_actions(&self) -> Vec<&'static str> {
+        let mut actions = vec!["s3:PutObject", "s3:PutObjectTagging"];
+        if self.sends_acl {
+            actions.push("s3:PutObjectAcl");
+        }
+        if self.replicate_deletes {
+            actions.push("s3:DeleteObject");
+        }
+        actions
+    }
+
+    /// The bucket policy document, ready to attach to the destination bucket.
+    pub fn bucket_policy(&self) -> Value {
+        let partition = self.role_arn.split(':').nth(1).unwrap_or("aws");
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "AllowS3ReplicatorWrites",
+                "Effect": "Allow",
+                "Principal": {"AWS": self.role_arn},
+                "Action": self.object_actions(),
+                "Resource": format!("arn:{partition}:s3:::{}/{}*", self.bucket, self.prefix),
+            }]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> DestinationGrant {
+        DestinationGrant {
+            role_arn: "arn:aws:iam::111111111111:role/s3-replicator".into(),
+            bucket: "dst-b".into(),
+            prefix: "from-a/".into(),
+            sends_acl: true,
+            replicate_deletes: false,
+        }
+    }
+
+    #[test]
+    fn grants_writes_under_the_prefix_to_the_role_only() {
+        let policy = grant().bucket_policy();
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Effect"], "Allow");
+        assert_eq!(
+            statement["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:role/s3-replicator"
+        );
+        assert_eq!(statement["Resource"], "arn:aws:s3:::dst-b/from-a/*");
+        assert_eq!(
+            statement["Action"],
+            json!(["s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectAcl"])
+        );
+    }
+
+    #[test]
+    fn adds_delete_only_when_deletes_are_replicated_and_acl_only_when_sent() {
+        let mut g = grant();
+        g.sends_acl = false;
+        g.replicate_deletes = true;
+        assert_eq!(
+            g.object_actions(),
+            vec!["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"]
+        );
+    }
+
+    #[test]
+    fn follows_the_role_partition() {
+        let mut g = grant();
+        g.role_arn = "arn:aws-cn:iam::111111111111:role/r".into();
+        assert_eq!(
+            g.bucket_policy()["Statement"][0]["Resource"],
+            "arn:aws-cn:s3:::dst-b/from-a/*"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Replicating one object: a server-side copy (or delete) into the destination bucket, ending
+//! in exactly one [`Outcome`].
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, TaggingDirective};
+
+use crate::config::Config;
+use crate::error::{FailureClass, ReplicationError, Side, classify};
+use crate::event::{ObjectEvent, ObjectEventKind};
+use crate::keys::{destination_key, encode_copy_source};
+
+/// How many times a copy is attempted when the source changes between reading its ETag and
+/// copying it; each attempt copies the then-current object.
+const COPY_ATTEMPTS: usize = 3;
+
+/// Why an object was deliberately not replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The key lies outside `SOURCE_PREFIX`.
+    OutsideSourcePrefix(String),
+    /// The source object no longer exists (deleted after the event was sent).
+    SourceGone,
+    /// An ObjectRemoved event while `REPLICATE_DELETES` is off.
+    DeletesNotReplicated,
+    /// An ObjectRemoved event for a key that exists again in the source: deleting the replica
+    /// would lose the newer object's copy.
+    SourceExistsAgain,
+    /// An S3 event type that replication does not act on.
+    EventTypeNotReplicated(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::OutsideSourcePrefix(prefix) => {
+                write!(f, "key is outside SOURCE_PREFIX {prefix:?}")
+            }
+            SkipReason::SourceGone => f.write_str("source object no longer exists"),
+            SkipReason::DeletesNotReplicated => {
+                f.write_str("object removal not replicated (REPLICATE_DELETES is false)")
+            }
+            SkipReason::SourceExistsAgain => {
+                f.write_str("source object exists again; replica kept")
+            }
+            SkipReason::EventTypeNotReplicated(name) => {
+                write!(f, "event type {name:?} is not replicated")
+            }
+        }
+    }
+}
+
+/// The one result every object ends with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The current source object was copied to `destination_key`.
+    Copied {
+        /// The key written in the destination bucket.
+        destination_key: String,
+        /// Size of the object copied.
+        bytes: i64,
+    },
+    /// The replica at `destination_key` was deleted.
+    Deleted {
+        /// The key deleted in the destination bucket.
+        destination_key: String,
+    },
+    /// Nothing was written, on purpose.
+    Skipped(SkipReason),
+    /// Replication failed; the error says whether a retry can help.
+    Failed(ReplicationError),
+}
+
+impl Outcome {
+    /// The outcome's name in logs and summaries.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Copied { .. } => "copied",
+            Outcome::Deleted { .. } => "deleted",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// Writes the outcome's one structured log line.
+    pub fn log(&self, event: &ObjectEvent, duration: Duration) {
+        let duration_ms = duration.as_millis() as u64;
+        let (bucket, key, event_name) = (&event.bucket, &event.key, &event.event_name);
+        match self {
+            Outcome::Copied {
+                destination_key,
+                bytes,
+            } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                bytes,
+                event_name,
+                duration_ms,
+                outcome = "copied",
+                "object replicated"
+            ),
+            Outcome::Deleted { destination_key } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                event_name,
+                duration_ms,
+                outcome = "deleted",
+                "replica deleted"
+            ),
+            Outcome::Skipped(reason) => tracing::info!(
+                bucket, key, event_name, duration_ms, outcome = "skipped",
+                reason = %reason, "object skipped"
+            ),
+            Outcome::Failed(error) => tracing::error!(
+                bucket, key, event_name, duration_ms, outcome = "failed",
+                error_code = error.code(), transient = error.is_transient(),
+                error = %error, "object failed"
+            ),
+        }
+    }
+}
+
+/// Replicates objects from the configured source bucket to the destination bucket with one S3
+/// client, built once at init.
+#[derive(Debug, Clone)]
+pub struct Replicator {
+    client: Client,
+    config: Config,
+}
+
+impl Replicator {
+    /// A replicator that makes its calls with `client` (whose credentials are the function's
+    /// execution role in account A).
+    pub fn new(client: Client, config: Config) -> Self {
+        Self { client, config }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replicates the object an event names and returns its outcome. Only the configured source
+    /// bucket is acted on, whatever the event says.
+    pub async fn replicate(&self, event: &ObjectEvent) -> Outcome {
+        if event.bucket != self.config.source_bucket {
+            return Outcome::Failed(ReplicationError::ForeignBucket {
+                bucket: event.bucket.clone(),
+                expected: self.config.source_bucket.clone(),
+            });
+        }
+        if event.kind == ObjectEventKind::Other {
+            return Outcome::Skipped(SkipReason::EventTypeNotReplicated(event.event_name.clone()));
+        }
+        if let Some(prefix) = &self.config.source_prefix
+            && !event.key.starts_with(prefix.as_str())
+        {
+            return Outcome::Skipped(SkipReason::OutsideSourcePrefix(prefix.clone()));
+        }
+        match event.kind {
+            ObjectEventKind::Removed => self.delete_replica(event).await,
+            _ => self.copy_current(event).await,
+        }
+    }
+
+    /// Copies the object as it is now, so that a late or repeated event converges on the
+    /// source's current state. The copy is conditional on the ETag just read; if the source
+    /// changes in between, the copy is attempted again against the new object.
+    async fn copy_current(&self, event: &ObjectEvent) -> Outcome {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (key, head) = match self.head_source(event).await {
+                Ok(Some(found)) => found,
+                Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
+                Err(error) => return Outcome::Failed(error),
+            };
+            let destination_key = match destination_key(&self.config.destination_prefix, &key) {
+                Ok(mapped) => mapped,
+                Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
+            };
+            let failure = match self.copy_object(&key, &destination_key, head.e_tag()).await {
+                Ok(()) => {
+                    return Outcome::Copied {
+                        destination_key,
+                        bytes: head.content_length().unwrap_or_default(),
+                    };
+                }
+                Err(failure) => failure,
+            };
+            match failure.class {
+                FailureClass::NotFound => return Outcome::Skipped(SkipReason::SourceGone),
+                FailureClass::PreconditionFailed if attempt < COPY_ATTEMPTS => {
+                    tracing::warn!(bucket = %event.bucket, key = %key, attempt, "source changed during copy; copying the new object");
+                }
+                _ => {
+                    return Outcome::Failed(ReplicationError::from_s3(
+                        failure,
+                        "CopyObject",
+                        Side::Destination,
+                        &self.config.destination_bucket,
+                        &destination_key,
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn copy_object(
+        &self,
+        key: &str,
+        destination_key: &str,
+        etag: Option<&str>,
+    ) -> Result<(), crate::error::S3Failure> {
+        let config = &self.config;
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&config.destination_bucket)
+            .key(destination_key)
+            .copy_source(encode_copy_source(&config.source_bucket, key))
+            .set_copy_source_if_match(etag.map(str::to_string))
+            .metadata_directive(MetadataDirective::Copy)
+            .tagging_directive(TaggingDirective::Copy)
+            .set_acl(config.destination_acl.clone())
+            .set_storage_class(config.destination_storage_class.clone());
+        if let Some(kms_key) = &config.destination_kms_key_id {
+            request = request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms_key);
+        }
+        request.send().await.map(|_| ()).map_err(classify)
+    }
+
+    /// Reads the source object's head, trying the event's alternate key reading when the first
+    /// names nothing. `Ok(None)` means the object does not exist.
+    async fn head_source(
+        &self,
+        event: &ObjectEvent,
+    ) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
+        for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
+            let response = self
+                .client
+                .head_object()
+                .bucket(&self.config.source_bucket)
+                .key(key)
+                .send()
+                .await;
+            match response {
+                Ok(head) => return Ok(Some((key.clone(), head))),
+                Err(err) => {
+                    let failure = classify(err);
+                    if failure.class != FailureClass::NotFound {
+                        return Err(ReplicationError::from_s3(
+                            failure,
+                            "HeadObject",
+                            Side::Source,
+                            &self.config.source_bucket,
+                            key,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes the replica of a removed object, but only while the source is really gone: a
+    /// late removal event must not delete the replica of an object written since.
+    async fn delete_replica(&self, event: &ObjectEvent) -> Outcome {
+        if !self.config.replicate_deletes {
+            return Outcome::Skipped(SkipReason::DeletesNotReplicated);
+        }
+        match self.head_source(event).await {
+            Ok(Some(_)) => return Outcome::Skipped(SkipReason::SourceExistsAgain),
+            Ok(None) => {}
+            Err(error) => return Outcome::Failed(error),
+        }
+        let mut deleted = None;
+        for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
+            let destination_key = match destination_key(&self.config.destination_prefix, key) {
+                Ok(mapped) => mapped,
+                Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
+            };
+            let response = self
+                .client
+                .delete_object()
+                .bucket(&self.config.destination_bucket)
+                .key(&destination_key)
+                .send()
+                .await;
+            if let Err(err) = response {
+                return Outcome::Failed(ReplicationError::from_s3(
+                    classify(err),
+                    "DeleteObject",
+                    Side::Destination,
+                    &self.config.destination_bucket,
+                    &destination_key,
+                ));
+            }
+            deleted.get_or_insert(destination_key);
+        }
+        Outcome::Deleted {
+            destination_key: deleted.unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,827 @@
+"""A local S3 for the tests and the demo: moto in server mode behind an authorization layer that
+applies AWS's rules to S3 requests across accounts, plus a small control API under /_harness/
+that builds the two-account world.
+
+Stock moto accepts any S3 request from any identity: it ignores bucket policies' Allow
+statements and principals, and never checks read access on a copy's source. The layer here
+evaluates, for every S3 request, the caller's identity policies (from moto's IAM) and the bucket's
+policy (from moto's S3) the way AWS does:
+
+- an explicit Deny in either wins;
+- within one account, an Allow in either suffices;
+- across accounts, both must allow;
+- a copy also needs s3:GetObject on its source (and s3:GetObjectTagging when tags are copied);
+- reading a missing object without s3:ListBucket is 403, not 404;
+- under BucketOwnerEnforced (the default) ACLs other than bucket-owner-full-control are refused,
+  and the bucket owner cannot read an object that another account owns unless it was granted.
+
+It also enforces x-amz-copy-source-if-match, which moto ignores.
+
+Usage: server.py [--port N] [--template PATH]. Prints one JSON line ({"endpoint", "accounts"...})
+once it serves, and exits when its standard input closes (so it never outlives its parent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import threading
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import moto
+import yaml
+from botocore.config import Config as BotoConfig
+from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, create_access_key
+from moto.iam.models import get_account_id_from
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.s3.models import S3Backend, s3_backends
+from moto.utilities.tagging_service import TaggingService
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+# The layer reaches into moto's IAM, STS and S3 models; it is written against this version.
+MOTO_VERSION = "5.2.5"
+if moto.__version__ != MOTO_VERSION:
+    sys.exit(f"tests/emulator needs moto {MOTO_VERSION}, found {moto.__version__}")
+
+ACCOUNTS = {"a": "111111111111", "b": "222222222222"}
+
+# moto keeps object tags in one store per account, keyed by the object's bucket and key; a
+# copy made by another account's principal then files the replica's tags under the caller's
+# account, where the bucket owner never sees them. Bucket names are global, so one store for
+# all accounts is what S3 behaves like.
+_SHARED_OBJECT_TAGS = TaggingService()
+_s3_backend_init = S3Backend.__init__
+
+
+def _s3_backend_with_shared_tags(self, *args, **kwargs):
+    _s3_backend_init(self, *args, **kwargs)
+    self.tagger = _SHARED_OBJECT_TAGS
+
+
+S3Backend.__init__ = _s3_backend_with_shared_tags
+REGION = "us-east-1"
+PARTITION = "aws"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy evaluation
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def wildcard_match(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
+    )
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.fullmatch(regex, value, flags) is not None
+
+
+@dataclass
+class Principal:
+    account: str
+    arn: str
+    # Every name a policy's Principal element may use for this caller.
+    names: set[str]
+    policies: list[dict]
+
+
+STRING_OPERATORS = {
+    "StringEquals": lambda want, have: want == have,
+    "StringNotEquals": lambda want, have: want == have,
+    "StringEqualsIgnoreCase": lambda want, have: want.lower() == have.lower(),
+    "StringLike": lambda want, have: wildcard_match(want, have),
+    "StringNotLike": lambda want, have: wildcard_match(want, have),
+    "ArnEquals": lambda want, have: want == have,
+    "ArnLike": lambda want, have: wildcard_match(want, have),
+    "ArnNotEquals": lambda want, have: want == have,
+    "ArnNotLike": lambda want, have: wildcard_match(want, have),
+    "Bool": lambda want, have: str(want).lower() == str(have).lower(),
+}
+NEGATED = {"StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+
+
+def conditions_hold(conditions: dict, context: dict) -> bool:
+    for operator, entries in conditions.items():
+        if_exists = operator.endswith("IfExists")
+        base = operator[: -len("IfExists")] if if_exists else operator
+        if base not in STRING_OPERATORS:
+            raise ValueError(f"condition operator {operator} is not supported by the emulator")
+        compare = STRING_OPERATORS[base]
+        for key, wanted in entries.items():
+            have = context.get(key.lower())
+            if have is None:
+                if if_exists or base in NEGATED:
+                    continue
+                return False
+            matched = any(compare(str(w), str(have)) for w in as_list(wanted))
+            if matched == (base in NEGATED):
+                return False
+    return True
+
+
+def statement_applies(statement, action, resource, principal, context, resource_policy) -> bool:
+    if "NotAction" in statement:
+        if any(wildcard_match(p, action, True) for p in as_list(statement["NotAction"])):
+            return False
+    elif not any(wildcard_match(p, action, True) for p in as_list(statement.get("Action"))):
+        return False
+    if "NotResource" in statement:
+        if any(wildcard_match(p, resource) for p in as_list(statement["NotResource"])):
+            return False
+    elif "Resource" in statement:
+        if not any(wildcard_match(p, resource) for p in as_list(statement["Resource"])):
+            return False
+    if resource_policy:
+        if "NotPrincipal" in statement:
+            raise ValueError("NotPrincipal is not supported by the emulator")
+        element = statement.get("Principal")
+        if element != "*":
+            names = as_list((element or {}).get("AWS")) if isinstance(element, dict) else []
+            if not any(n == "*" or n in principal.names for n in names):
+                return False
+    return conditions_hold(statement.get("Condition") or {}, context)
+
+
+def evaluate(policies, action, resource, principal, context, resource_policy=False):
+    """'Deny', 'Allow' or None (no statement applies)."""
+    allowed = False
+    for document in policies:
+        for statement in as_list(document.get("Statement")):
+            if statement_applies(statement, action, resource, principal, context, resource_policy):
+                if statement.get("Effect") == "Deny":
+                    return "Deny"
+                allowed = True
+    return "Allow" if allowed else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass
+class Check:
+    """One permission a request needs."""
+
+    action: str
+    bucket: str
+    key: str | None = None
+    # Reading an object: subject to the owner and missing-object rules.
+    object_read: bool = False
+
+    @property
+    def resource(self) -> str:
+        if self.key is None:
+            return f"arn:aws:s3:::{self.bucket}"
+        return f"arn:aws:s3:::{self.bucket}/{self.key}"
+
+
+BUCKET_SUBRESOURCES = {
+    "GET": {
+        "policy": "s3:GetBucketPolicy", "location": "s3:GetBucketLocation",
+        "versioning": "s3:GetBucketVersioning", "acl": "s3:GetBucketAcl",
+        "tagging": "s3:GetBucketTagging", "notification": "s3:GetBucketNotification",
+        "uploads": "s3:ListBucketMultipartUploads", "versions": "s3:ListBucketVersions",
+        "ownershipControls": "s3:GetBucketOwnershipControls",
+        "encryption": "s3:GetEncryptionConfiguration",
+        "lifecycle": "s3:GetLifecycleConfiguration", "cors": "s3:GetBucketCORS",
+        "publicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    },
+    "PUT": {
+        "policy": "s3:PutBucketPolicy", "versioning": "s3:PutBucketVersioning",
+        "acl": "s3:PutBucketAcl", "tagging": "s3:PutBucketTagging",
+        "notification": "s3:PutBucketNotification",
+        "ownershipControls": "s3:PutBucketOwnershipControls",
+        "encryption": "s3:PutEncryptionConfiguration",
+        "lifecycle": "s3:PutLifecycleConfiguration", "cors": "s3:PutBucketCORS",
+        "publicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    },
+    "DELETE": {
+        "policy": "s3:DeleteBucketPolicy", "tagging": "s3:PutBucketTagging",
+        "ownershipControls": "s3:PutBucketOwnershipControls",
+        "lifecycle": "s3:PutLifecycleConfiguration", "cors": "s3:PutBucketCORS",
+        "encryption": "s3:PutEncryptionConfiguration",
+    },
+}
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    parsed = urllib.parse.urlparse(value)
+    path = urllib.parse.unquote(parsed.path)
+    path = path[1:] if path.startswith("/") else path
+    bucket, _, key = path.partition("/")
+    version = urllib.parse.parse_qs(parsed.query).get("versionId", [None])[0]
+    return bucket, key, version
+
+
+def required_checks(method, bucket, key, query, headers) -> list[Check]:
+    if not bucket:
+        return [Check("s3:ListAllMyBuckets", "*")]
+    if key is None:
+        if method == "POST" and "delete" in query:
+            return [Check("s3:DeleteObject", bucket, "*")]
+        for sub, action in BUCKET_SUBRESOURCES.get(method, {}).items():
+            if sub in query:
+                return [Check(action, bucket)]
+        if method in ("GET", "HEAD"):
+            return [Check("s3:ListBucket", bucket)]
+        if method == "PUT":
+            return [Check("s3:CreateBucket", bucket)]
+        if method == "DELETE":
+            return [Check("s3:DeleteBucket", bucket)]
+        raise Refused(400, "NotImplemented", f"emulator: unmapped bucket request {method}")
+
+    version = "versionId" in query
+    if method in ("GET", "HEAD"):
+        if "tagging" in query:
+            return [Check("s3:GetObjectVersionTagging" if version else "s3:GetObjectTagging", bucket, key, True)]
+        if "acl" in query:
+            return [Check("s3:GetObjectAcl", bucket, key, True)]
+        if "uploadId" in query:
+            return [Check("s3:ListMultipartUploadParts", bucket, key)]
+        if "attributes" in query:
+            return [Check("s3:GetObject", bucket, key, True), Check("s3:GetObjectAttributes", bucket, key, True)]
+        return [Check("s3:GetObjectVersion" if version else "s3:GetObject", bucket, key, True)]
+    if method == "DELETE":
+        if "tagging" in query:
+            return [Check("s3:DeleteObjectTagging", bucket, key)]
+        if "uploadId" in query:
+            return [Check("s3:AbortMultipartUpload", bucket, key)]
+        return [Check("s3:DeleteObjectVersion" if version else "s3:DeleteObject", bucket, key)]
+    if method == "POST":
+        if "restore" in query:
+            return [Check("s3:RestoreObject", bucket, key)]
+        checks = [Check("s3:PutObject", bucket, key)]
+        return checks + acl_and_tagging_checks(bucket, key, headers)
+    if method == "PUT":
+        if "tagging" in query:
+            return [Check("s3:PutObjectTagging", bucket, key)]
+        if "acl" in query:
+            return [Check("s3:PutObjectAcl", bucket, key)]
+        checks = [Check("s3:PutObject", bucket, key)]
+        copy_source = headers.get("x-amz-copy-source")
+        if copy_source:
+            src_bucket, src_key, src_version = parse_copy_source(copy_source)
+            action = "s3:GetObjectVersion" if src_version else "s3:GetObject"
+            checks.append(Check(action, src_bucket, src_key, True))
+            is_part = "uploadId" in query
+            if not is_part and headers.get("x-amz-tagging-directive", "COPY").upper() == "COPY":
+                checks.append(Check("s3:GetObjectTagging", src_bucket, src_key, True))
+        return checks + acl_and_tagging_checks(bucket, key, headers)
+    raise Refused(400, "NotImplemented", f"emulator: unmapped object request {method}")
+
+
+def acl_and_tagging_checks(bucket, key, headers) -> list[Check]:
+    checks = []
+    if "x-amz-acl" in headers or any(h.startswith("x-amz-grant-") for h in headers):
+        checks.append(Check("s3:PutObjectAcl", bucket, key))
+    if "x-amz-tagging" in headers or headers.get("x-amz-tagging-directive", "").upper() == "REPLACE":
+        checks.append(Check("s3:PutObjectTagging", bucket, key))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer
+
+
+def find_bucket(name):
+    entry = s3_backends.bucket_accounts.get(name)
+    if not entry:
+        return None, None
+    partition, account = entry
+    backend = s3_backends[account][partition]
+    return account, backend.buckets.get(name)
+
+
+def object_exists(bucket_obj, key) -> bool:
+    return bucket_obj is not None and bucket_obj.keys.get(key) is not None
+
+
+def bucket_ownership(bucket_obj) -> str:
+    return (bucket_obj.ownership_rule if bucket_obj is not None else None) or "BucketOwnerEnforced"
+
+
+@dataclass
+class ObjectOwner:
+    account: str
+    bucket_owner_full_control: bool
+
+
+@dataclass
+class State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    owners: dict = field(default_factory=dict)  # (bucket, key) -> ObjectOwner
+    pending_uploads: dict = field(default_factory=dict)  # upload id -> ObjectOwner
+    denials: int = 0
+
+
+def resolve_principal(access_key: str, token: str | None) -> Principal:
+    account = get_account_id_from(access_key)
+    headers = {"X-Amz-Security-Token": token} if token else {}
+    try:
+        key = create_access_key(account, PARTITION, access_key, headers)
+    except CreateAccessKeyFailure as failure:
+        if failure.reason == "InvalidToken":
+            raise Refused(403, "InvalidToken", "The provided token is malformed or otherwise invalid.")
+        raise Refused(403, "InvalidAccessKeyId",
+                      "The AWS Access Key Id you provided does not exist in our records.")
+    policies = [IAMPolicy(p)._policy_json for p in key.collect_policies()]
+    names = {account, f"arn:aws:iam::{account}:root", key.arn}
+    if hasattr(key, "_owner_role_name"):
+        names.add(f"arn:aws:iam::{account}:role/{key._owner_role_name}")
+    return Principal(account=account, arn=key.arn, names=names, policies=policies)
+
+
+class AuthorizingApp:
+    def __init__(self, app, state: State, harness):
+        self.app = app
+        self.state = state
+        self.harness = harness
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_harness/"):
+            return self.harness(Request(environ))(environ, start_response)
+        credential = self._credential(environ)
+        if credential is None or credential[2] != "s3":
+            return self.app(environ, start_response)
+        request = Request(environ)
+        try:
+            record = self._authorize(environ, request, credential)
+        except Refused as refused:
+            if refused.code == "AccessDenied":
+                with self.state.lock:
+                    self.state.denials += 1
+            return self._error(refused, request)(environ, start_response)
+        if record is None:
+            return self.app(environ, start_response)
+
+        def recording_start_response(status, headers, exc_info=None):
+            if status.startswith("200"):
+                record(dict((k.lower(), v) for k, v in headers))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, recording_start_response)
+
+    @staticmethod
+    def _credential(environ):
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        match = re.search(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_request", auth)
+        if match:
+            return match.group(1), match.group(2), match.group(3)
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        presigned = query.get("X-Amz-Credential", [""])[0].split("/")
+        if len(presigned) == 5:
+            return presigned[0], presigned[2], presigned[3]
+        if environ.get("PATH_INFO", "").startswith("/moto-api"):
+            return None
+        return ("", REGION, "s3") if _looks_like_s3(environ) else None
+
+    def _authorize(self, environ, request: Request, credential):
+        access_key = credential[0]
+        if not access_key:
+            raise Refused(403, "AccessDenied", "Anonymous access is not allowed by the emulator.")
+        token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or request.args.get("X-Amz-Security-Token")
+        principal = resolve_principal(access_key, token)
+
+        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        raw_path = raw_path.split("?", 1)[0]
+        bucket, slash, raw_key = raw_path[1:].partition("/")
+        bucket = urllib.parse.unquote(bucket)
+        key = urllib.parse.unquote(raw_key) if slash and raw_key else None
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        method = request.method
+
+        checks = required_checks(method, bucket, key, query, headers)
+        context = {
+            "aws:securetransport": "false",
+            "aws:principalarn": principal.arn,
+            "aws:principalaccount": principal.account,
+            "s3:x-amz-acl": headers.get("x-amz-acl"),
+            "s3:x-amz-server-side-encryption": headers.get("x-amz-server-side-encryption"),
+            "s3:x-amz-server-side-encryption-aws-kms-key-id": headers.get(
+                "x-amz-server-side-encryption-aws-kms-key-id"),
+            "s3:prefix": query.get("prefix", [None])[0],
+        }
+        for check in checks:
+            self._check(principal, check, context)
+        return self._enforce_object_rules(principal, method, bucket, key, query, headers)
+
+    def _check(self, principal: Principal, check: Check, context):
+        bucket_account, bucket_obj = find_bucket(check.bucket)
+        bucket_policy = []
+        if bucket_obj is not None and bucket_obj.policy:
+            bucket_policy = [json.loads(bucket_obj.policy)]
+        identity = evaluate(principal.policies, check.action, check.resource, principal, context)
+        resource = evaluate(bucket_policy, check.action, check.resource, principal, context, True)
+        owner = bucket_account or principal.account
+        if identity == "Deny":
+            self._deny(principal, check, "with an explicit deny in an identity-based policy")
+        if resource == "Deny":
+            self._deny(principal, check, "with an explicit deny in a resource-based policy")
+        if owner == principal.account:
+            if identity != "Allow" and resource != "Allow":
+                self._deny(principal, check, f"because no identity-based policy allows the {check.action} action")
+        else:
+            if identity != "Allow":
+                self._deny(principal, check, f"because no identity-based policy allows the {check.action} action")
+            if resource != "Allow":
+                self._deny(principal, check, f"because no resource-based policy allows the {check.action} action")
+        if not check.object_read or bucket_obj is None:
+            return
+        if not object_exists(bucket_obj, check.key):
+            listing = Check("s3:ListBucket", check.bucket)
+            try:
+                self._check(principal, listing, context)
+            except Refused:
+                raise Refused(403, "AccessDenied",
+                              f"Access Denied (the object does not exist and {principal.arn} may not s3:ListBucket {listing.resource})")
+            return
+        if bucket_ownership(bucket_obj) == "BucketOwnerEnforced" or principal.account != owner:
+            return
+        with self.state.lock:
+            recorded = self.state.owners.get((check.bucket, check.key))
+        if recorded and recorded.account != owner and not recorded.bucket_owner_full_control:
+            raise Refused(403, "AccessDenied",
+                          f"Access Denied: object {check.resource} is owned by account {recorded.account}, "
+                          f"which did not grant the bucket owner access")
+
+    def _deny(self, principal, check, why):
+        raise Refused(403, "AccessDenied",
+                      f'User: {principal.arn} is not authorized to perform: {check.action} on resource: '
+                      f'"{check.resource}" {why}')
+
+    def _enforce_object_rules(self, principal, method, bucket, key, query, headers):
+        """Checks ACL and conditional-copy rules, and returns a callback that records the new
+        object's owner once moto has stored it (or None when the request writes no object)."""
+        if key is None:
+            return None
+        bucket_account, bucket_obj = find_bucket(bucket)
+        if bucket_obj is None:
+            return None
+        if method == "DELETE" and not query:
+            def forget(_headers):
+                with self.state.lock:
+                    self.state.owners.pop((bucket, key), None)
+            return forget
+        writes = (method == "PUT" and not ({"tagging", "acl", "partNumber"} & query.keys())) or (
+            method == "POST" and ("uploads" in query or "uploadId" in query))
+        if not writes:
+            copy_source = headers.get("x-amz-copy-source")
+            if method == "PUT" and copy_source and "partNumber" in query:
+                self._check_copy_condition(copy_source, headers)
+            return None
+        acl = headers.get("x-amz-acl")
+        grants = any(h.startswith("x-amz-grant-") for h in headers)
+        ownership = bucket_ownership(bucket_obj)
+        if ownership == "BucketOwnerEnforced" and (grants or (acl and acl != "bucket-owner-full-control")):
+            raise Refused(400, "AccessControlListNotSupported", "The bucket does not allow ACLs")
+        copy_source = headers.get("x-amz-copy-source")
+        if method == "PUT" and copy_source:
+            self._check_copy_condition(copy_source, headers)
+        bofc = acl == "bucket-owner-full-control"
+        if ownership == "BucketOwnerEnforced" or (ownership == "BucketOwnerPreferred" and bofc):
+            owner = ObjectOwner(bucket_account, True)
+        else:
+            owner = ObjectOwner(principal.account, bofc)
+
+        if method == "POST" and "uploads" in query:
+            def remember_upload(_headers):
+                return None
+            # The upload id is in the response body; CompleteMultipartUpload is recorded with the
+            # owner of the request that completes it, which the writer also sends.
+            return remember_upload
+
+        def record(_headers):
+            with self.state.lock:
+                self.state.owners[(bucket, key)] = owner
+        return record
+
+    @staticmethod
+    def _check_copy_condition(copy_source, headers):
+        wanted = headers.get("x-amz-copy-source-if-match")
+        if not wanted:
+            return
+        src_bucket, src_key, _ = parse_copy_source(copy_source)
+        _, bucket_obj = find_bucket(src_bucket)
+        current = bucket_obj.keys.get(src_key) if bucket_obj is not None else None
+        if current is not None and current.etag.strip('"') != wanted.strip('"'):
+            raise Refused(412, "PreconditionFailed",
+                          "At least one of the pre-conditions you specified did not hold")
+
+    @staticmethod
+    def _error(refused: Refused, request: Request):
+        body = "" if request.method == "HEAD" else (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{refused.code}</Code><Message>{_xml_escape(refused.message)}</Message>"
+            f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
+        )
+        return Response(body, status=refused.status, content_type="application/xml")
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _looks_like_s3(environ) -> bool:
+    # Unsigned requests: treat as S3 unless they are clearly another service's.
+    return "HTTP_X_AMZ_TARGET" not in environ and environ.get("CONTENT_TYPE", "").find("x-www-form-urlencoded") < 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The template's policies
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _cfn_constructor(name):
+    def construct(loader, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if name == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        key = "Ref" if name == "Ref" else f"Fn::{name}"
+        return {key: value}
+    return construct
+
+
+for _tag in ["Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Condition"]:
+    CfnLoader.add_constructor(f"!{_tag}", _cfn_constructor(_tag))
+
+NO_VALUE = object()
+
+
+class TemplateRenderer:
+    """Resolves the intrinsic functions a policy in template.yaml uses, for given parameters."""
+
+    def __init__(self, template: dict, parameters: dict, account: str):
+        self.template = template
+        self.values = {
+            name: spec.get("Default", "") for name, spec in template.get("Parameters", {}).items()
+        }
+        unknown = set(parameters) - set(self.values)
+        if unknown:
+            raise ValueError(f"unknown template parameters: {sorted(unknown)}")
+        self.values.update(parameters)
+        self.values.update({"AWS::Partition": PARTITION, "AWS::AccountId": account,
+                            "AWS::Region": REGION, "AWS::StackName": "s3-replicator"})
+        self.account = account
+        self.conditions = {}
+        for name, expression in template.get("Conditions", {}).items():
+            self.conditions[name] = bool(self.resolve(expression))
+
+    def ref(self, name):
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.values:
+            return self.values[name]
+        if name in self.template.get("Resources", {}):
+            return name
+        raise ValueError(f"cannot resolve Ref {name}")
+
+    def resolve(self, node):
+        if isinstance(node, list):
+            return [v for v in (self.resolve(n) for n in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.ref(m.group(1))), text)
+            if key == "Fn::GetAtt":
+                resource, attribute = arg
+                if attribute == "Arn":
+                    kind = self.template["Resources"][resource]["Type"].split("::")[1].lower()
+                    return f"arn:aws:{kind}:{REGION}:{self.account}:{resource}"
+                raise ValueError(f"cannot resolve GetAtt {resource}.{attribute}")
+            if key == "Fn::If":
+                name, then, otherwise = arg
+                return self.resolve(then if self.conditions[name] else otherwise)
+            if key == "Fn::Equals":
+                left, right = (self.resolve(a) for a in arg)
+                return left == right
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(i) for i in self.resolve(items))
+        return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+
+def function_role_policies(parameters: dict, template_path: Path, account: str) -> dict:
+    template = yaml.load(template_path.read_text(), Loader=CfnLoader)
+    renderer = TemplateRenderer(template, parameters, account)
+    roles = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    if len(roles) != 1:
+        raise ValueError(f"template.yaml should define one IAM role, found {len(roles)}")
+    return {
+        policy["PolicyName"]: renderer.resolve(policy["PolicyDocument"])
+        for policy in roles[0]["Properties"]["Policies"]
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The control API
+
+
+class Harness:
+    def __init__(self, endpoint: str, state: State, template: Path):
+        self.endpoint = endpoint
+        self.state = state
+        self.template = template
+        self.admins = {}
+
+    def client(self, service, credentials=None, account=None):
+        config = BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+        if credentials is None:
+            credentials = {"access_key_id": "bootstrap", "secret_access_key": "bootstrap"}
+        client = boto3.client(
+            service, endpoint_url=self.endpoint, region_name=REGION, config=config,
+            aws_access_key_id=credentials["access_key_id"],
+            aws_secret_access_key=credentials["secret_access_key"],
+            aws_session_token=credentials.get("session_token"),
+        )
+        if account is not None:
+            def add_account(request, **_):
+                request.headers["x-moto-account-id"] = account
+            client.meta.events.register("before-sign", add_account)
+        return client
+
+    def create_admins(self):
+        for name, account in ACCOUNTS.items():
+            iam = self.client("iam", account=account)
+            iam.create_user(UserName="admin")
+            iam.put_user_policy(UserName="admin", PolicyName="everything", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17",
+                 "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            key = iam.create_access_key(UserName="admin")["AccessKey"]
+            self.admins[name] = {
+                "account_id": account,
+                "access_key_id": key["AccessKeyId"],
+                "secret_access_key": key["SecretAccessKey"],
+                "arn": f"arn:aws:iam::{account}:user/admin",
+            }
+
+    def create_role(self, account_name: str, name: str, policies: dict) -> dict:
+        admin = self.admins[account_name]
+        iam = self.client("iam", admin)
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{admin['account_id']}:root"},
+            "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+        for policy_name, document in policies.items():
+            iam.put_role_policy(RoleName=name, PolicyName=policy_name,
+                                PolicyDocument=json.dumps(document))
+        credentials = self.client("sts", admin).assume_role(
+            RoleArn=role["Arn"], RoleSessionName="s3-replicator")["Credentials"]
+        return {
+            "account_id": admin["account_id"],
+            "role_arn": role["Arn"],
+            "access_key_id": credentials["AccessKeyId"],
+            "secret_access_key": credentials["SecretAccessKey"],
+            "session_token": credentials["SessionToken"],
+            "policies": policies,
+        }
+
+    def __call__(self, request: Request):
+        try:
+            body = request.get_json(silent=True) or {}
+            route = request.path[len("/_harness/"):]
+            if route == "info":
+                result = {"endpoint": self.endpoint, "region": REGION, "accounts": self.admins,
+                          "moto_version": moto.__version__}
+            elif route == "role":
+                result = self.create_role(body["account"], body["name"], body["policies"])
+            elif route == "function-role":
+                policies = function_role_policies(body.get("parameters", {}), self.template,
+                                                  ACCOUNTS["a"])
+                for name in body.get("drop_policies", []):
+                    policies.pop(name)
+                result = self.create_role("a", body["name"], policies)
+            elif route == "queue-notifications":
+                result = self.queue_notifications(body["bucket"], body["queue"])
+            elif route == "receive":
+                result = self.receive(body["queue_url"], int(body.get("max_messages", 10)),
+                                      int(body.get("min_messages", 1)),
+                                      float(body.get("wait_seconds", 10)))
+            elif route == "object-owner":
+                with self.state.lock:
+                    owner = self.state.owners.get((request.args["bucket"], request.args["key"]))
+                result = {"owner": owner.account if owner else None}
+            elif route == "stats":
+                with self.state.lock:
+                    result = {"denials": self.state.denials}
+            else:
+                return Response(json.dumps({"error": f"no route {route}"}), 404,
+                                content_type="application/json")
+            return Response(json.dumps(result), 200, content_type="application/json")
+        except Exception as error:  # reported to the test, which fails with the message
+            logging.exception("harness request failed")
+            return Response(json.dumps({"error": f"{type(error).__name__}: {error}"}), 500,
+                            content_type="application/json")
+
+    def queue_notifications(self, bucket: str, queue: str) -> dict:
+        admin = self.admins["a"]
+        sqs = self.client("sqs", admin)
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("s3", admin).put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={"QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+        return {"queue_url": url, "queue_arn": arn}
+
+    def receive(self, queue_url: str, max_messages: int, min_messages: int, wait_seconds: float) -> dict:
+        """Receives up to max_messages and returns them as the SQS event Lambda would deliver."""
+        import time
+
+        sqs = self.client("sqs", self.admins["a"])
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        messages = []
+        deadline = time.monotonic() + wait_seconds
+        while len(messages) < min_messages and time.monotonic() < deadline:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - len(messages)),
+                                        AttributeNames=["All"], WaitTimeSeconds=1).get("Messages", [])
+            messages.extend(batch)
+            if len(messages) >= max_messages:
+                break
+        return {"Records": [{
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": REGION,
+        } for m in messages]}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument("--no-stdin-watch", action="store_true",
+                        help="keep serving after standard input closes (stop with a signal)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    state = State()
+    holder = {}
+    app = AuthorizingApp(DomainDispatcherApplication(create_backend_app), state,
+                         lambda request: holder["harness"](request))
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    harness = Harness(endpoint, state, args.template)
+    holder["harness"] = harness
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    harness.create_admins()
+    print(json.dumps({"endpoint": endpoint, "region": REGION, "accounts": harness.admins}), flush=True)
+    if args.no_stdin_watch:
+        thread.join()
+    else:
+        sys.stdin.read()
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+//! Test support: the local S3 emulator (moto behind the authorization layer in
+//! `tests/emulator/server.py`), the two-account world the tests build on it, and the event
+//! fixtures from `events/`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use s3_replicator::Config;
+use s3_replicator::policy::DestinationGrant;
+use serde_json::{Value, json};
+
+pub const ACCOUNT_A: &str = "111111111111";
+pub const ACCOUNT_B: &str = "222222222222";
+
+/// Access keys for one identity on the emulator.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl Keys {
+    fn from_json(value: &Value) -> Self {
+        Keys {
+            access_key_id: value["access_key_id"].as_str().unwrap().to_string(),
+            secret_access_key: value["secret_access_key"].as_str().unwrap().to_string(),
+            session_token: value["session_token"].as_str().map(str::to_string),
+        }
+    }
+}
+
+/// The running emulator, one per test binary. It exits when this process does (its standard
+/// input closes).
+pub struct Emulator {
+    pub endpoint: String,
+    pub admin_a: Keys,
+    pub admin_b: Keys,
+    _process: Mutex<(Child, ChildStdin)>,
+    http: ureq::Agent,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has the emulator's pinned dependencies: `S3_EMULATOR_PYTHON`, else the
+/// project's `.venv`.
+pub fn emulator_python() -> PathBuf {
+    if let Ok(python) = std::env::var("S3_EMULATOR_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no emulator Python: run scripts/setup.sh (creates .venv) or set S3_EMULATOR_PYTHON"
+    );
+    venv
+}
+
+impl Emulator {
+    /// Starts the emulator on first use and returns it.
+    pub fn shared() -> &'static Emulator {
+        static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+        EMULATOR.get_or_init(Emulator::start)
+    }
+
+    fn start() -> Emulator {
+        let mut child = Command::new(emulator_python())
+            .arg(repo_root().join("tests/emulator/server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/emulator/server.py");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the emulator's first line");
+        let info: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("emulator did not start ({e}): {line:?}"));
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Emulator {
+            endpoint: info["endpoint"].as_str().unwrap().to_string(),
+            admin_a: Keys::from_json(&info["accounts"]["a"]),
+            admin_b: Keys::from_json(&info["accounts"]["b"]),
+            _process: Mutex::new((child, stdin)),
+            http,
+        }
+    }
+
+    /// Calls the emulator's control API and returns its JSON answer, panicking on an error.
+    pub fn harness(&self, route: &str, body: Value) -> Value {
+        let url = format!("{}/_harness/{route}", self.endpoint);
+        let mut response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(status.is_success(), "POST {url}: {status}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The account that owns `bucket`/`key` according to the emulator's ownership rules.
+    pub fn object_owner(&self, bucket: &str, key: &str) -> Option<String> {
+        let url = format!("{}/_harness/object-owner", self.endpoint);
+        let mut response = self
+            .http
+            .get(&url)
+            .query("bucket", bucket)
+            .query("key", key)
+            .call()
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        value["owner"].as_str().map(str::to_string)
+    }
+
+    /// An S3 client signed with `keys`, as the tests' own callers use.
+    pub fn client(&self, keys: &Keys) -> Client {
+        let credentials = Credentials::new(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            keys.session_token.clone(),
+            None,
+            "emulator",
+        );
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// The SDK configuration the function builds at init, with the function role's keys in
+    /// place of Lambda's environment.
+    pub async fn sdk_config(&self, keys: &Keys) -> aws_config::SdkConfig {
+        let credentials = Credentials::new(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            keys.session_token.clone(),
+            None,
+            "emulator",
+        );
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+}
+
+/// A name no other test in this run uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options of a test world: the function's configuration, as environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct WorldOptions {
+    pub destination_prefix: String,
+    pub source_prefix: String,
+    pub destination_acl: Option<&'static str>,
+    pub replicate_deletes: bool,
+    /// Whether account B attaches the bucket policy the project hands it.
+    pub without_bucket_policy: bool,
+}
+
+/// Account A with a source bucket and the function's role (its identity policy rendered from
+/// template.yaml), account B with a destination bucket and the bucket policy from
+/// [`DestinationGrant`].
+pub struct World {
+    pub emulator: &'static Emulator,
+    pub source_bucket: String,
+    pub destination_bucket: String,
+    pub admin_a: Client,
+    pub admin_b: Client,
+    pub role_arn: String,
+    pub function_keys: Keys,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    pub async fn new(name: &str, options: WorldOptions) -> World {
+        let emulator = Emulator::shared();
+        let source_bucket = unique(&format!("{name}-src"));
+        let destination_bucket = unique(&format!("{name}-dst"));
+        let admin_a = emulator.client(&emulator.admin_a);
+        let admin_b = emulator.client(&emulator.admin_b);
+        admin_a
+            .create_bucket()
+            .bucket(&source_bucket)
+            .send()
+            .await
+            .unwrap();
+        admin_b
+            .create_bucket()
+            .bucket(&destination_bucket)
+            .send()
+            .await
+            .unwrap();
+
+        let acl = options
+            .destination_acl
+            .unwrap_or("bucket-owner-full-control");
+        let role = emulator.harness(
+            "function-role",
+            json!({
+                "name": unique(&format!("{name}-role")),
+                "parameters": {
+                    "SourceBucket": source_bucket,
+                    "DestinationBucket": destination_bucket,
+                    "DestinationPrefix": options.destination_prefix,
+                    "SourcePrefix": options.source_prefix,
+                    "DestinationAcl": acl,
+                    "ReplicateDeletes": options.replicate_deletes.to_string(),
+                }
+            }),
+        );
+        let role_arn = role["role_arn"].as_str().unwrap().to_string();
+        let world = World {
+            emulator,
+            env: vec![
+                ("SOURCE_BUCKET".into(), source_bucket.clone()),
+                ("DESTINATION_BUCKET".into(), destination_bucket.clone()),
+                (
+                    "DESTINATION_PREFIX".into(),
+                    options.destination_prefix.clone(),
+                ),
+                ("SOURCE_PREFIX".into(), options.source_prefix.clone()),
+                ("DESTINATION_ACL".into(), acl.to_string()),
+                (
+                    "REPLICATE_DELETES".into(),
+                    options.replicate_deletes.to_string(),
+                ),
+                ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+            ],
+            source_bucket,
+            destination_bucket,
+            admin_a,
+            admin_b,
+            role_arn,
+            function_keys: Keys::from_json(&role),
+        };
+        if !options.without_bucket_policy {
+            world.attach_bucket_policy().await;
+        }
+        world
+    }
+
+    /// The grant account B gives, from the function's configuration.
+    pub fn grant(&self) -> DestinationGrant {
+        let config = self.config();
+        DestinationGrant {
+            role_arn: self.role_arn.clone(),
+            bucket: config.destination_bucket.clone(),
+            prefix: config.destination_prefix.clone(),
+            sends_acl: config.destination_acl.is_some(),
+            replicate_deletes: config.replicate_deletes,
+        }
+    }
+
+    pub async fn attach_bucket_policy(&self) {
+        self.admin_b
+            .put_bucket_policy()
+            .bucket(&self.destination_bucket)
+            .policy(self.grant().bucket_policy().to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn remove_bucket_policy(&self) {
+        self.admin_b
+            .delete_bucket_policy()
+            .bucket(&self.destination_bucket)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|name| {
+            self.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    /// The function as Lambda would run it: config from the environment, the client built by
+    /// the library from an SDK configuration carrying the role's credentials.
+    pub async fn replicator(&self) -> s3_replicator::Replicator {
+        let config = self.config();
+        let sdk = self.emulator.sdk_config(&self.function_keys).await;
+        s3_replicator::Replicator::new(s3_replicator::s3_client(&sdk, &config), config)
+    }
+
+    pub async fn put_source(&self, key: &str, body: &[u8]) {
+        self.admin_a
+            .put_object()
+            .bucket(&self.source_bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
+    /// Keys in the destination bucket, listed by account B's admin.
+    pub async fn destination_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .admin_b
+            .list_objects_v2()
+            .bucket(&self.destination_bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for object in page.unwrap().contents() {
+                keys.push(object.key().unwrap().to_string());
+            }
+        }
+        keys
+    }
+
+    /// The destination object's bytes, read by account B's admin.
+    pub async fn destination_body(&self, key: &str) -> Vec<u8> {
+        let object = self
+            .admin_b
+            .get_object()
+            .bucket(&self.destination_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("B's admin reads {key}: {e:?}"));
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+}
+
+/// Encodes a key the way S3 writes it into event notifications
+/// (`application/x-www-form-urlencoded`).
+pub fn form_encode(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// A fixture from `events/`.
+pub fn fixture(name: &str) -> Value {
+    let path = repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `events/s3-put.json` (or another S3 notification fixture) naming `bucket` and the
+/// form-encoded `key`.
+pub fn s3_event(fixture_name: &str, bucket: &str, key: &str) -> Value {
+    let mut event = fixture(fixture_name);
+    let record = &mut event["Records"][0]["s3"];
+    record["bucket"]["name"] = json!(bucket);
+    record["bucket"]["arn"] = json!(format!("arn:aws:s3:::{bucket}"));
+    record["object"]["key"] = json!(form_encode(key));
+    event
+}
+
+/// `events/eventbridge-object-created.json` (or `-deleted`) naming `bucket` and `key` as given.
+pub fn eventbridge_event(fixture_name: &str, bucket: &str, key: &str) -> Value {
+    let mut event = fixture(fixture_name);
+    event["resources"] = json!([format!("arn:aws:s3:::{bucket}")]);
+    event["detail"]["bucket"]["name"] = json!(bucket);
+    event["detail"]["object"]["key"] = json!(key);
+    event
+}
+
+/// An SQS batch in the shape of `events/sqs-s3.json`, one message per body.
+pub fn sqs_batch(bodies: &[Value]) -> Value {
+    let template = fixture("sqs-s3.json")["Records"][0].clone();
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(format!("message-{i}"));
+            record["body"] = json!(body.to_string());
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The message ids an SQS partial batch response lists as failed.
+pub fn failed_message_ids(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch response: {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect()
+}
