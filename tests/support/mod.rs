@@ -27,6 +27,16 @@ pub struct Keys {
 }
 
 impl Keys {
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            self.session_token.clone(),
+            None,
+            "emulator",
+        )
+    }
+
     fn from_json(value: &Value) -> Self {
         Keys {
             access_key_id: value["access_key_id"].as_str().unwrap().to_string(),
@@ -131,13 +141,7 @@ impl Emulator {
 
     /// An S3 client signed with `keys`, as the tests' own callers use.
     pub fn client(&self, keys: &Keys) -> Client {
-        let credentials = Credentials::new(
-            &keys.access_key_id,
-            &keys.secret_access_key,
-            keys.session_token.clone(),
-            None,
-            "emulator",
-        );
+        let credentials = keys.credentials();
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -151,13 +155,7 @@ impl Emulator {
     /// The SDK configuration the function builds at init, with the function role's keys in
     /// place of Lambda's environment.
     pub async fn sdk_config(&self, keys: &Keys) -> aws_config::SdkConfig {
-        let credentials = Credentials::new(
-            &keys.access_key_id,
-            &keys.secret_access_key,
-            keys.session_token.clone(),
-            None,
-            "emulator",
-        );
+        let credentials = keys.credentials();
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
