@@ -45,6 +45,11 @@ pub struct Config {
     pub replicate_deletes: bool,
     /// Path-style addressing, for local S3 emulators.
     pub force_path_style: bool,
+    /// `SOURCE_REGION`: where the source bucket lives, when it is not the function's region.
+    pub source_region: Option<String>,
+    /// `DESTINATION_REGION`: where the destination bucket lives, when it is not the function's
+    /// region. Copies are sent there; calls on the source go to the source's region.
+    pub destination_region: Option<String>,
 }
 
 impl Config {
@@ -99,6 +104,12 @@ impl Config {
             destination_kms_key_id: get("DESTINATION_KMS_KEY_ID"),
             replicate_deletes: boolean("REPLICATE_DELETES", get("REPLICATE_DELETES"))?,
             force_path_style: boolean("S3_FORCE_PATH_STYLE", get("S3_FORCE_PATH_STYLE"))?,
+            source_region: get("SOURCE_REGION")
+                .map(|r| region("SOURCE_REGION", r))
+                .transpose()?,
+            destination_region: get("DESTINATION_REGION")
+                .map(|r| region("DESTINATION_REGION", r))
+                .transpose()?,
         })
     }
 }
@@ -119,6 +130,24 @@ fn bucket_name(variable: &'static str, value: Option<String>) -> Result<String, 
             format!(
                 "{value:?} is not a bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
             ),
+        ));
+    }
+    Ok(value)
+}
+
+/// Accepts names shaped like AWS regions (`eu-west-1`, `us-gov-east-1`, `cn-north-1`).
+fn region(variable: &'static str, value: String) -> Result<String, ConfigError> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let shaped = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty();
+    if !shaped {
+        return Err(ConfigError::new(
+            variable,
+            format!("{value:?} is not an AWS region name (for example eu-west-1)"),
         ));
     }
     Ok(value)
@@ -238,6 +267,24 @@ mod tests {
         assert!(c.replicate_deletes && c.force_path_style);
         assert_eq!(c.destination_prefix, "from-a/");
         assert_eq!(c.source_prefix.as_deref(), Some("data/"));
+    }
+
+    #[test]
+    fn validates_regions() {
+        let mut vars = BUCKETS.to_vec();
+        vars.extend([
+            ("SOURCE_REGION", "us-gov-east-1"),
+            ("DESTINATION_REGION", "eu-west-1"),
+        ]);
+        let c = config(&vars).unwrap();
+        assert_eq!(c.source_region.as_deref(), Some("us-gov-east-1"));
+        assert_eq!(c.destination_region.as_deref(), Some("eu-west-1"));
+        for bad in ["europe", "EU-WEST-1", "eu-west", "eu--1", "eu-west-1a"] {
+            let mut vars = BUCKETS.to_vec();
+            vars.push(("DESTINATION_REGION", bad));
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.variable, "DESTINATION_REGION", "{bad}");
+        }
     }
 
     #[test]

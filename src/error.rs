@@ -19,6 +19,8 @@ pub enum FailureClass {
     PreconditionFailed,
     /// Throttling, server errors, timeouts, broken connections: worth retrying.
     Transient,
+    /// The bucket is in another region than the request was sent to.
+    WrongRegion,
     /// Anything else S3 refused; retrying the same request will fail the same way.
     Permanent,
 }
@@ -33,6 +35,8 @@ pub struct S3Failure {
     pub code: String,
     /// S3's message, or a description of the transport failure.
     pub message: String,
+    /// The bucket's region as S3 reported it (`x-amz-bucket-region`), when it did.
+    pub bucket_region: Option<String>,
     /// The SDK error itself.
     #[source]
     pub source: BoxError,
@@ -44,6 +48,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
+    let bucket_region = err
+        .raw_response()
+        .and_then(|r| r.headers().get("x-amz-bucket-region"))
+        .map(str::to_string);
     let (class, code, message) = match &err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
@@ -84,6 +92,7 @@ where
         class,
         code,
         message,
+        bucket_region,
         source: Box::new(err),
     }
 }
@@ -99,6 +108,9 @@ fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
         | "ExpiredToken"
         | "KMS.AccessDeniedException" => FailureClass::AccessDenied,
         "PreconditionFailed" => FailureClass::PreconditionFailed,
+        "PermanentRedirect"
+        | "AuthorizationHeaderMalformed"
+        | "IllegalLocationConstraintException" => FailureClass::WrongRegion,
         "SlowDown"
         | "Throttling"
         | "ThrottlingException"
@@ -108,6 +120,7 @@ fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
         | "ServiceUnavailable"
         | "OperationAborted" => FailureClass::Transient,
         _ => match status {
+            Some(301) => FailureClass::WrongRegion,
             Some(404) if code != "NoSuchBucket" => FailureClass::NotFound,
             Some(403) => FailureClass::AccessDenied,
             Some(412) => FailureClass::PreconditionFailed,
@@ -125,6 +138,29 @@ pub enum Side {
     /// Writing into the destination bucket in account B: B's bucket policy (and the role's
     /// identity policy).
     Destination,
+}
+
+impl Side {
+    /// The variable that sets this side's bucket region.
+    pub fn region_variable(self) -> &'static str {
+        match self {
+            Side::Source => "SOURCE_REGION",
+            Side::Destination => "DESTINATION_REGION",
+        }
+    }
+}
+
+/// The bucket a failed call was made on, and where the call was sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Which side of the replication the bucket is.
+    pub side: Side,
+    /// The bucket's name.
+    pub bucket: &'a str,
+    /// The object key.
+    pub key: &'a str,
+    /// The region the call was signed for and sent to.
+    pub region: &'a str,
 }
 
 /// Why an object could not be replicated.
@@ -156,7 +192,24 @@ pub enum ReplicationError {
         hint: String,
         /// The classified S3 error.
         #[source]
-        source: S3Failure,
+        source: Box<S3Failure>,
+    },
+    /// The bucket is not in the region its calls are sent to.
+    #[error("bucket {bucket} is not in region {requested_region} (S3 reports {}): set {variable} to the bucket's region", actual_region.as_deref().unwrap_or("another region"))]
+    WrongRegion {
+        /// The S3 operation refused.
+        operation: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The region the call went to.
+        requested_region: String,
+        /// The region S3 named, when it did.
+        actual_region: Option<String>,
+        /// The variable that sets the region.
+        variable: &'static str,
+        /// The classified S3 error.
+        #[source]
+        source: Box<S3Failure>,
     },
     /// A failure that may succeed on retry (throttling, 5xx, timeouts, a source that kept changing).
     #[error("transient failure on {operation} {resource}: {source}")]
@@ -167,7 +220,7 @@ pub enum ReplicationError {
         resource: String,
         /// The classified S3 error.
         #[source]
-        source: S3Failure,
+        source: Box<S3Failure>,
     },
     /// Any other refusal by S3.
     #[error("S3 refused {operation} {resource}: {source}")]
@@ -178,22 +231,31 @@ pub enum ReplicationError {
         resource: String,
         /// The classified S3 error.
         #[source]
-        source: S3Failure,
+        source: Box<S3Failure>,
     },
 }
 
 impl ReplicationError {
     /// Builds the error for a classified S3 failure of `operation` on `bucket`/`key`, naming
     /// the grant to add when access was denied.
-    pub fn from_s3(
-        failure: S3Failure,
-        operation: &'static str,
-        side: Side,
-        bucket: &str,
-        key: &str,
-    ) -> Self {
+    pub fn from_s3(failure: S3Failure, operation: &'static str, target: Target<'_>) -> Self {
+        let failure = Box::new(failure);
+        let Target {
+            side,
+            bucket,
+            key,
+            region,
+        } = target;
         let resource = format!("arn:aws:s3:::{bucket}/{key}");
         match failure.class {
+            FailureClass::WrongRegion => ReplicationError::WrongRegion {
+                operation,
+                bucket: bucket.to_string(),
+                requested_region: region.to_string(),
+                actual_region: failure.bucket_region.clone(),
+                variable: side.region_variable(),
+                source: failure,
+            },
             FailureClass::AccessDenied => ReplicationError::AccessDenied {
                 operation,
                 hint: access_hint(operation, side, bucket),
@@ -220,6 +282,7 @@ impl ReplicationError {
     pub fn code(&self) -> &str {
         match self {
             ReplicationError::ForeignBucket { .. } => "ForeignBucket",
+            ReplicationError::WrongRegion { .. } => "WrongRegion",
             ReplicationError::InvalidEvent(_) => "InvalidEvent",
             ReplicationError::AccessDenied { code, .. } => code,
             ReplicationError::Transient { source, .. } | ReplicationError::S3 { source, .. } => {

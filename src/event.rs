@@ -43,6 +43,8 @@ pub struct ObjectEvent {
     pub sequencer: Option<String>,
     /// When S3 reported the event (ISO-8601), for replication lag.
     pub event_time: Option<String>,
+    /// The source bucket's region as the event states it (`awsRegion`, EventBridge `region`).
+    pub region: Option<String>,
 }
 
 /// Why an event, record or message could not be decoded.
@@ -213,6 +215,7 @@ fn is_test_event(value: &Value) -> bool {
 #[serde(rename_all = "camelCase")]
 struct S3Record {
     event_source: Option<String>,
+    aws_region: Option<String>,
     event_name: Option<String>,
     event_time: Option<String>,
     s3: S3Entity,
@@ -271,6 +274,7 @@ fn decode_s3_record(record: &Value) -> Result<ObjectEvent, EventError> {
         version_id: record.s3.object.version_id,
         sequencer: record.s3.object.sequencer,
         event_time: record.event_time,
+        region: record.aws_region.filter(|r| !r.is_empty()),
     })
 }
 
@@ -279,6 +283,7 @@ struct EventBridgeEvent {
     #[serde(rename = "detail-type")]
     detail_type: String,
     time: Option<String>,
+    region: Option<String>,
     detail: EventBridgeDetail,
 }
 
@@ -325,6 +330,7 @@ fn decode_eventbridge(value: &Value) -> Result<ObjectEvent, EventError> {
         version_id: event.detail.object.version_id,
         sequencer: event.detail.object.sequencer,
         event_time: event.time,
+        region: event.region.filter(|r| !r.is_empty()),
     })
 }
 

@@ -26,18 +26,97 @@ pub mod policy;
 pub mod replicate;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Region;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use handler::{handle, handle_payload};
 pub use replicate::Replicator;
 
-/// Builds the S3 client from the shared SDK configuration (endpoint, region and credentials from
-/// the standard AWS environment), with path-style addressing when configured.
-pub fn s3_client(sdk_config: &aws_config::SdkConfig, config: &Config) -> Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(sdk_config)
-        .force_path_style(config.force_path_style)
-        .build();
-    Client::from_conf(s3_config)
+/// The S3 clients the replicator calls, built once at init: one per region involved (the
+/// function's, the source bucket's, the destination bucket's), so that each call is signed for
+/// and sent to its bucket's region. Buckets in one region share one client.
+#[derive(Debug, Clone)]
+pub struct S3Clients {
+    clients: Vec<(String, Client)>,
+    source: Client,
+    destination: Client,
+    /// The region of the source bucket when an event does not say (`SOURCE_REGION`, else the
+    /// function's region).
+    pub source_region: String,
+    /// The region of the destination bucket (`DESTINATION_REGION`, else the function's region).
+    pub destination_region: String,
+}
+
+impl S3Clients {
+    /// Builds the clients from the shared SDK configuration (endpoint and credentials from the
+    /// standard AWS environment), with path-style addressing when configured.
+    pub fn new(sdk_config: &aws_config::SdkConfig, config: &Config) -> Result<Self, ConfigError> {
+        let function_region = sdk_config.region().map(|r| r.to_string());
+        let resolve = |configured: &Option<String>, variable: &'static str| {
+            configured
+                .clone()
+                .or_else(|| function_region.clone())
+                .ok_or_else(|| ConfigError {
+                    variable,
+                    problem: "is required when the function's region (AWS_REGION) is not set"
+                        .into(),
+                })
+        };
+        let source_region = resolve(&config.source_region, "SOURCE_REGION")?;
+        let destination_region = resolve(&config.destination_region, "DESTINATION_REGION")?;
+        let build = |region: &str| {
+            let s3_config = aws_sdk_s3::config::Builder::from(sdk_config)
+                .region(Region::new(region.to_string()))
+                .force_path_style(config.force_path_style)
+                .build();
+            Client::from_conf(s3_config)
+        };
+        let source = build(&source_region);
+        let mut clients = vec![(source_region.clone(), source.clone())];
+        let destination = if destination_region == source_region {
+            source.clone()
+        } else {
+            let client = build(&destination_region);
+            clients.push((destination_region.clone(), client.clone()));
+            client
+        };
+        if let Some(region) = function_region
+            && !clients.iter().any(|(known, _)| *known == region)
+        {
+            let client = build(&region);
+            clients.push((region, client));
+        }
+        Ok(Self {
+            clients,
+            source,
+            destination,
+            source_region,
+            destination_region,
+        })
+    }
+
+    /// The client for `region`, if one was built for it.
+    pub fn for_region(&self, region: &str) -> Option<&Client> {
+        self.clients
+            .iter()
+            .find(|(name, _)| name == region)
+            .map(|(_, client)| client)
+    }
+
+    /// The client for calls on the destination bucket.
+    pub fn destination(&self) -> &Client {
+        &self.destination
+    }
+
+    /// The client for calls on the source bucket when no event names its region.
+    pub fn source(&self) -> &Client {
+        &self.source
+    }
+
+    /// The regions clients were built for.
+    pub fn regions(&self) -> impl Iterator<Item = &str> {
+        self.clients.iter().map(|(region, _)| region.as_str())
+    }
 }
 
 /// Runs the function under the Lambda runtime: configuration and client are built once, then
@@ -45,7 +124,15 @@ pub fn s3_client(sdk_config: &aws_config::SdkConfig, config: &Config) -> Client 
 pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let replicator = Replicator::new(s3_client(&sdk_config, &config), config);
+    let clients = S3Clients::new(&sdk_config, &config)?;
+    tracing::info!(
+        source_bucket = %config.source_bucket,
+        source_region = %clients.source_region,
+        destination_bucket = %config.destination_bucket,
+        destination_region = %clients.destination_region,
+        "replicator ready"
+    );
+    let replicator = Replicator::new(clients, config);
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
         handle(event, &replicator)
     }))

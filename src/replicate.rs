@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+
+use crate::S3Clients;
 use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, TaggingDirective};
 
 use crate::config::Config;
-use crate::error::{FailureClass, ReplicationError, Side, classify};
+use crate::error::{FailureClass, ReplicationError, S3Failure, Side, Target, classify};
 use crate::event::{ObjectEvent, ObjectEventKind};
 use crate::keys::{destination_key, encode_copy_source};
 
@@ -125,19 +127,69 @@ impl Outcome {
     }
 }
 
-/// Replicates objects from the configured source bucket to the destination bucket with one S3
-/// client, built once at init.
+/// Replicates objects from the configured source bucket to the destination bucket with the S3
+/// clients built once at init.
 #[derive(Debug, Clone)]
 pub struct Replicator {
-    client: Client,
+    clients: S3Clients,
     config: Config,
 }
 
+/// The source bucket's client and region for one event.
+struct SourceEndpoint<'a> {
+    client: &'a Client,
+    region: &'a str,
+}
+
 impl Replicator {
-    /// A replicator that makes its calls with `client` (whose credentials are the function's
+    /// A replicator that makes its calls with `clients` (whose credentials are the function's
     /// execution role in account A).
-    pub fn new(client: Client, config: Config) -> Self {
-        Self { client, config }
+    pub fn new(clients: S3Clients, config: Config) -> Self {
+        Self { clients, config }
+    }
+
+    /// The clients in use.
+    pub fn clients(&self) -> &S3Clients {
+        &self.clients
+    }
+
+    /// The source bucket's client: for the region the event names, else the configured one.
+    fn source_endpoint<'a>(
+        &'a self,
+        event: &'a ObjectEvent,
+    ) -> Result<SourceEndpoint<'a>, ReplicationError> {
+        match event.region.as_deref() {
+            None => Ok(SourceEndpoint {
+                client: self.clients.source(),
+                region: &self.clients.source_region,
+            }),
+            Some(region) => match self.clients.for_region(region) {
+                Some(client) => Ok(SourceEndpoint { client, region }),
+                None => Err(ReplicationError::InvalidEvent(format!(
+                    "the event places bucket {} in region {region}, but the function has clients only for {}: set SOURCE_REGION={region}",
+                    event.bucket,
+                    self.clients.regions().collect::<Vec<_>>().join(", ")
+                ))),
+            },
+        }
+    }
+
+    fn destination_error(
+        &self,
+        failure: S3Failure,
+        operation: &'static str,
+        key: &str,
+    ) -> ReplicationError {
+        ReplicationError::from_s3(
+            failure,
+            operation,
+            Target {
+                side: Side::Destination,
+                bucket: &self.config.destination_bucket,
+                key,
+                region: &self.clients.destination_region,
+            },
+        )
     }
 
     /// The configuration in force.
@@ -172,10 +224,14 @@ impl Replicator {
     /// source's current state. The copy is conditional on the ETag just read; if the source
     /// changes in between, the copy is attempted again against the new object.
     async fn copy_current(&self, event: &ObjectEvent) -> Outcome {
+        let source = match self.source_endpoint(event) {
+            Ok(source) => source,
+            Err(error) => return Outcome::Failed(error),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (key, head) = match self.head_source(event).await {
+            let (key, head) = match self.head_source(event, &source).await {
                 Ok(Some(found)) => found,
                 Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
                 Err(error) => return Outcome::Failed(error),
@@ -199,11 +255,9 @@ impl Replicator {
                     tracing::warn!(bucket = %event.bucket, key = %key, attempt, "source changed during copy; copying the new object");
                 }
                 _ => {
-                    return Outcome::Failed(ReplicationError::from_s3(
+                    return Outcome::Failed(self.destination_error(
                         failure,
                         "CopyObject",
-                        Side::Destination,
-                        &self.config.destination_bucket,
                         &destination_key,
                     ));
                 }
@@ -216,10 +270,11 @@ impl Replicator {
         key: &str,
         destination_key: &str,
         etag: Option<&str>,
-    ) -> Result<(), crate::error::S3Failure> {
+    ) -> Result<(), S3Failure> {
         let config = &self.config;
         let mut request = self
-            .client
+            .clients
+            .destination()
             .copy_object()
             .bucket(&config.destination_bucket)
             .key(destination_key)
@@ -242,9 +297,10 @@ impl Replicator {
     async fn head_source(
         &self,
         event: &ObjectEvent,
+        source: &SourceEndpoint<'_>,
     ) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
         for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
-            let response = self
+            let response = source
                 .client
                 .head_object()
                 .bucket(&self.config.source_bucket)
@@ -259,9 +315,12 @@ impl Replicator {
                         return Err(ReplicationError::from_s3(
                             failure,
                             "HeadObject",
-                            Side::Source,
-                            &self.config.source_bucket,
-                            key,
+                            Target {
+                                side: Side::Source,
+                                bucket: &self.config.source_bucket,
+                                key,
+                                region: source.region,
+                            },
                         ));
                     }
                 }
@@ -276,7 +335,11 @@ impl Replicator {
         if !self.config.replicate_deletes {
             return Outcome::Skipped(SkipReason::DeletesNotReplicated);
         }
-        match self.head_source(event).await {
+        let source = match self.source_endpoint(event) {
+            Ok(source) => source,
+            Err(error) => return Outcome::Failed(error),
+        };
+        match self.head_source(event, &source).await {
             Ok(Some(_)) => return Outcome::Skipped(SkipReason::SourceExistsAgain),
             Ok(None) => {}
             Err(error) => return Outcome::Failed(error),
@@ -288,18 +351,17 @@ impl Replicator {
                 Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
             };
             let response = self
-                .client
+                .clients
+                .destination()
                 .delete_object()
                 .bucket(&self.config.destination_bucket)
                 .key(&destination_key)
                 .send()
                 .await;
             if let Err(err) = response {
-                return Outcome::Failed(ReplicationError::from_s3(
+                return Outcome::Failed(self.destination_error(
                     classify(err),
                     "DeleteObject",
-                    Side::Destination,
-                    &self.config.destination_bucket,
                     &destination_key,
                 ));
             }

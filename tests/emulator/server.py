@@ -223,9 +223,10 @@ BUCKET_SUBRESOURCES = {
 
 
 class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:
@@ -416,6 +417,7 @@ class AuthorizingApp:
         headers = {k.lower(): v for k, v in request.headers.items()}
         method = request.method
 
+        self._check_region(bucket, key, method, query, credential[1])
         checks = required_checks(method, bucket, key, query, headers)
         context = {
             "aws:securetransport": "false",
@@ -430,6 +432,19 @@ class AuthorizingApp:
         for check in checks:
             self._check(principal, check, context)
         return self._enforce_object_rules(principal, method, bucket, key, query, headers)
+
+    @staticmethod
+    def _check_region(bucket, key, method, query, signed_region):
+        """A request signed for another region than the bucket's is redirected, as S3 does."""
+        if not bucket or (method == "PUT" and key is None and not query):
+            return
+        _, bucket_obj = find_bucket(bucket)
+        if bucket_obj is None or bucket_obj.region_name == signed_region:
+            return
+        raise Refused(301, "PermanentRedirect",
+                      "The bucket you are attempting to access must be addressed using the "
+                      "specified endpoint. Please send all future requests to this endpoint.",
+                      {"x-amz-bucket-region": bucket_obj.region_name})
 
     def _check(self, principal: Principal, check: Check, context):
         bucket_account, bucket_obj = find_bucket(check.bucket)
@@ -540,7 +555,10 @@ class AuthorizingApp:
             f"<Error><Code>{refused.code}</Code><Message>{_xml_escape(refused.message)}</Message>"
             f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
         )
-        return Response(body, status=refused.status, content_type="application/xml")
+        response = Response(body, status=refused.status, content_type="application/xml")
+        for name, value in refused.headers.items():
+            response.headers[name] = value
+        return response
 
 
 def _xml_escape(text: str) -> str:

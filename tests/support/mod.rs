@@ -141,10 +141,15 @@ impl Emulator {
 
     /// An S3 client signed with `keys`, as the tests' own callers use.
     pub fn client(&self, keys: &Keys) -> Client {
+        self.client_in(keys, "us-east-1")
+    }
+
+    /// An S3 client signed with `keys` for `region`.
+    pub fn client_in(&self, keys: &Keys, region: &str) -> Client {
         let credentials = keys.credentials();
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(credentials)
             .force_path_style(true)
@@ -154,10 +159,10 @@ impl Emulator {
 
     /// The SDK configuration the function builds at init, with the function role's keys in
     /// place of Lambda's environment.
-    pub async fn sdk_config(&self, keys: &Keys) -> aws_config::SdkConfig {
+    pub async fn sdk_config(&self, keys: &Keys, region: &str) -> aws_config::SdkConfig {
         let credentials = keys.credentials();
         aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(credentials)
             .load()
@@ -184,6 +189,12 @@ pub struct WorldOptions {
     pub replicate_deletes: bool,
     /// Whether account B attaches the bucket policy the project hands it.
     pub without_bucket_policy: bool,
+    /// Region of the source bucket, and of the function (default us-east-1).
+    pub source_region: Option<&'static str>,
+    /// Region of the destination bucket (default: the source's).
+    pub destination_region: Option<&'static str>,
+    /// `DESTINATION_REGION` as configured, when it should differ from the bucket's real region.
+    pub configured_destination_region: Option<&'static str>,
 }
 
 /// Account A with a source bucket and the function's role (its identity policy rendered from
@@ -198,6 +209,8 @@ pub struct World {
     pub role_arn: String,
     pub function_keys: Keys,
     pub env: Vec<(String, String)>,
+    /// The function's own region (`AWS_REGION`).
+    pub function_region: String,
 }
 
 impl World {
@@ -205,20 +218,12 @@ impl World {
         let emulator = Emulator::shared();
         let source_bucket = unique(&format!("{name}-src"));
         let destination_bucket = unique(&format!("{name}-dst"));
-        let admin_a = emulator.client(&emulator.admin_a);
-        let admin_b = emulator.client(&emulator.admin_b);
-        admin_a
-            .create_bucket()
-            .bucket(&source_bucket)
-            .send()
-            .await
-            .unwrap();
-        admin_b
-            .create_bucket()
-            .bucket(&destination_bucket)
-            .send()
-            .await
-            .unwrap();
+        let source_region = options.source_region.unwrap_or("us-east-1");
+        let destination_region = options.destination_region.unwrap_or(source_region);
+        let admin_a = emulator.client_in(&emulator.admin_a, source_region);
+        let admin_b = emulator.client_in(&emulator.admin_b, destination_region);
+        create_bucket(&admin_a, &source_bucket, source_region).await;
+        create_bucket(&admin_b, &destination_bucket, destination_region).await;
 
         let acl = options
             .destination_acl
@@ -254,7 +259,15 @@ impl World {
                     options.replicate_deletes.to_string(),
                 ),
                 ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+                (
+                    "DESTINATION_REGION".into(),
+                    options
+                        .configured_destination_region
+                        .unwrap_or(destination_region)
+                        .to_string(),
+                ),
             ],
+            function_region: source_region.to_string(),
             source_bucket,
             destination_bucket,
             admin_a,
@@ -312,9 +325,33 @@ impl World {
     /// The function as Lambda would run it: config from the environment, the client built by
     /// the library from an SDK configuration carrying the role's credentials.
     pub async fn replicator(&self) -> s3_replicator::Replicator {
-        let config = self.config();
-        let sdk = self.emulator.sdk_config(&self.function_keys).await;
-        s3_replicator::Replicator::new(s3_replicator::s3_client(&sdk, &config), config)
+        self.replicator_with(&self.function_region.clone(), &[])
+            .await
+    }
+
+    /// The function deployed in `function_region`, with `extra` environment variables set
+    /// (or, with an empty value, removed).
+    pub async fn replicator_with(
+        &self,
+        function_region: &str,
+        extra: &[(&str, &str)],
+    ) -> s3_replicator::Replicator {
+        let env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(name, _)| name == k))
+            .cloned()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let config =
+            Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+                .unwrap();
+        let sdk = self
+            .emulator
+            .sdk_config(&self.function_keys, function_region)
+            .await;
+        let clients = s3_replicator::S3Clients::new(&sdk, &config).unwrap();
+        s3_replicator::Replicator::new(clients, config)
     }
 
     pub async fn put_source(&self, key: &str, body: &[u8]) {
@@ -357,6 +394,22 @@ impl World {
             .unwrap_or_else(|e| panic!("B's admin reads {key}: {e:?}"));
         object.body.collect().await.unwrap().into_bytes().to_vec()
     }
+}
+
+/// Creates `bucket` in `region`, with the location constraint S3 requires outside us-east-1.
+pub async fn create_bucket(client: &Client, bucket: &str, region: &str) {
+    let mut request = client.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(region.into())
+                .build(),
+        );
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {bucket} in {region}: {e:?}"));
 }
 
 /// Encodes a key the way S3 writes it into event notifications
