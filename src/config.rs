@@ -50,7 +50,12 @@ pub struct Config {
     /// `DESTINATION_REGION`: where the destination bucket lives, when it is not the function's
     /// region. Copies are sent there; calls on the source go to the source's region.
     pub destination_region: Option<String>,
+    /// `BACKFILL_CONCURRENCY`: how many copies a backfill runs at once.
+    pub backfill_concurrency: usize,
 }
+
+/// Copies a backfill runs at once unless `BACKFILL_CONCURRENCY` says otherwise.
+pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 64;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -110,6 +115,19 @@ impl Config {
             destination_region: get("DESTINATION_REGION")
                 .map(|r| region("DESTINATION_REGION", r))
                 .transpose()?,
+            backfill_concurrency: match get("BACKFILL_CONCURRENCY") {
+                None => DEFAULT_BACKFILL_CONCURRENCY,
+                Some(value) => value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "BACKFILL_CONCURRENCY",
+                            format!("{value:?} is not allowed: use a whole number from 1 to 1000"),
+                        )
+                    })?,
+            },
         })
     }
 }
@@ -216,6 +234,7 @@ mod tests {
         assert_eq!(c.destination_storage_class, None);
         assert!(!c.replicate_deletes);
         assert!(!c.force_path_style);
+        assert_eq!(c.backfill_concurrency, DEFAULT_BACKFILL_CONCURRENCY);
     }
 
     #[test]
@@ -301,6 +320,10 @@ mod tests {
             config(&vars).unwrap_err().variable,
             "DESTINATION_STORAGE_CLASS"
         );
+
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("BACKFILL_CONCURRENCY", "0"));
+        assert_eq!(config(&vars).unwrap_err().variable, "BACKFILL_CONCURRENCY");
 
         let mut vars = BUCKETS.to_vec();
         vars.push(("REPLICATE_DELETES", "yes"));

@@ -298,14 +298,20 @@ impl ReplicationError {
 }
 
 fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
-    match side {
-        Side::Source => format!(
+    match (side, operation) {
+        (Side::Source, "ListObjectsV2") => format!(
+            "the function's execution role (account A) needs s3:ListBucket on bucket {bucket} in its identity policy"
+        ),
+        (Side::Source, _) => format!(
             "the function's execution role (account A) needs s3:GetObject, s3:GetObjectTagging and s3:ListBucket on bucket {bucket} in its identity policy"
         ),
-        Side::Destination if operation == "DeleteObject" => format!(
+        (Side::Destination, "ListObjectsV2") => format!(
+            "bucket {bucket}'s bucket policy (account B) must allow s3:ListBucket to the function's execution role, and the role's identity policy must allow it too"
+        ),
+        (Side::Destination, "DeleteObject") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:DeleteObject to the function's execution role, and the role's identity policy must allow it too"
         ),
-        Side::Destination => format!(
+        (Side::Destination, _) => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:PutObject, s3:PutObjectAcl and s3:PutObjectTagging to the function's execution role, and the role's identity policy must allow them too (a copy also needs s3:GetObject and s3:GetObjectTagging on the source)"
         ),
     }

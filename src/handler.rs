@@ -2,7 +2,7 @@
 //! into the response each invoker expects (a summary, an error, or an SQS partial batch
 //! response).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures::stream::{self, StreamExt};
@@ -10,6 +10,8 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backfill::{BackfillError, BackfillRequest, SelfInvoker, run_backfill};
+use crate::batch::{is_batch_job, run_batch_job};
 use crate::event::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
 use crate::replicate::{Outcome, Replicator};
 
@@ -26,6 +28,12 @@ pub enum HandlerError {
     /// The payload is not an entry shape this function handles; nothing was copied.
     #[error("{0}")]
     UnrecognizedPayload(EventError),
+    /// A backfill or Batch Operations request that cannot be run as given.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A backfill stopped early (a listing failed, or the next hop could not be started).
+    #[error(transparent)]
+    Backfill(#[from] BackfillError),
     /// Some objects failed; the others were replicated.
     #[error("{failed} of {total} objects failed to replicate; first failure: {first}")]
     ObjectsFailed {
@@ -42,6 +50,9 @@ impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let error_type = match error {
             HandlerError::UnrecognizedPayload(_) => "UnrecognizedPayload",
+            HandlerError::InvalidRequest(_) => "InvalidRequest",
+            HandlerError::Backfill(BackfillError::InvalidRequest(_)) => "InvalidRequest",
+            HandlerError::Backfill(_) => "BackfillFailed",
             HandlerError::ObjectsFailed { .. } => "ReplicationFailed",
         };
         Diagnostic {
@@ -121,19 +132,62 @@ impl Summary {
     }
 }
 
+/// What an invocation knows besides its payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvocationContext<'a> {
+    /// When Lambda stops the invocation; long work stops in time and reports where to resume.
+    pub deadline: Option<SystemTime>,
+    /// The ARN the function was invoked by, for invoking itself again.
+    pub function_arn: Option<&'a str>,
+    /// The Lambda client built at init, for invoking itself again.
+    pub lambda: Option<&'a aws_sdk_lambda::Client>,
+}
+
 /// The Lambda entry point.
 pub async fn handle(
     event: LambdaEvent<Value>,
     replicator: &Replicator,
+    lambda: &aws_sdk_lambda::Client,
 ) -> Result<Value, HandlerError> {
-    handle_payload(&event.payload, replicator).await
+    let context = InvocationContext {
+        deadline: Some(event.context.deadline()),
+        function_arn: Some(&event.context.invoked_function_arn),
+        lambda: Some(lambda),
+    };
+    handle_with_context(&event.payload, replicator, context).await
 }
 
-/// Handles one invocation payload of any supported shape.
+/// Handles one invocation payload of any supported shape, with no deadline and no way to
+/// invoke the function again.
 pub async fn handle_payload(
     payload: &Value,
     replicator: &Replicator,
 ) -> Result<Value, HandlerError> {
+    handle_with_context(payload, replicator, InvocationContext::default()).await
+}
+
+/// Handles one invocation payload of any supported shape: a backfill request, an S3 Batch
+/// Operations job, or object events.
+pub async fn handle_with_context(
+    payload: &Value,
+    replicator: &Replicator,
+    context: InvocationContext<'_>,
+) -> Result<Value, HandlerError> {
+    if let Some(request) = payload.get("backfill") {
+        let request = BackfillRequest::from_value(request).map_err(HandlerError::InvalidRequest)?;
+        let invoker = SelfInvoker {
+            client: context.lambda,
+            function_arn: context.function_arn,
+        };
+        let report = run_backfill(&request, replicator, context.deadline, invoker).await?;
+        return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
+    }
+    if is_batch_job(payload) {
+        let response = run_batch_job(payload, replicator)
+            .await
+            .map_err(HandlerError::InvalidRequest)?;
+        return Ok(serde_json::to_value(&response).unwrap_or(Value::Null));
+    }
     let invocation = decode_invocation(payload).map_err(|error| {
         tracing::error!(error = %error, "payload refused");
         HandlerError::UnrecognizedPayload(error)

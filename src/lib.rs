@@ -12,10 +12,14 @@
 //! - [`keys`]: decoding event keys and encoding `CopySource`.
 //! - [`replicate`]: copying or deleting one object, ending in one [`replicate::Outcome`].
 //! - [`error`]: classifying S3 errors into typed replication errors.
+//! - [`backfill`]: copying what the destination lacks, from a merge of both buckets' listings.
+//! - [`batch`]: S3 Batch Operations jobs.
 //! - [`handler`]: the Lambda handler and its responses (summary, error, partial batch response).
 //! - [`policy`]: the bucket policy account B attaches to its bucket.
 //! - [`cli`]: the commands the binary runs outside Lambda.
 
+pub mod backfill;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -29,7 +33,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
 
 pub use config::{Config, ConfigError};
-pub use handler::{handle, handle_payload};
+pub use handler::{InvocationContext, handle, handle_payload, handle_with_context};
 pub use replicate::Replicator;
 
 /// The S3 clients the replicator calls, built once at init: one per region involved (the
@@ -133,8 +137,9 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
         "replicator ready"
     );
     let replicator = Replicator::new(clients, config);
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config);
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
-        handle(event, &replicator)
+        handle(event, &replicator, &lambda)
     }))
     .await
 }

@@ -32,18 +32,33 @@ impl DestinationGrant {
         actions
     }
 
-    /// The bucket policy document, ready to attach to the destination bucket.
+    /// The bucket policy document, ready to attach to the destination bucket: writes under the
+    /// prefix, and listing under it for backfills to find what is missing.
     pub fn bucket_policy(&self) -> Value {
         let partition = self.role_arn.split(':').nth(1).unwrap_or("aws");
+        let mut listing = json!({
+            "Sid": "AllowS3ReplicatorBackfillListing",
+            "Effect": "Allow",
+            "Principal": {"AWS": self.role_arn},
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:{partition}:s3:::{}", self.bucket),
+        });
+        if !self.prefix.is_empty() {
+            listing["Condition"] =
+                json!({"StringLike": {"s3:prefix": format!("{}*", self.prefix)}});
+        }
         json!({
             "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "AllowS3ReplicatorWrites",
-                "Effect": "Allow",
-                "Principal": {"AWS": self.role_arn},
-                "Action": self.object_actions(),
-                "Resource": format!("arn:{partition}:s3:::{}/{}*", self.bucket, self.prefix),
-            }]
+            "Statement": [
+                {
+                    "Sid": "AllowS3ReplicatorWrites",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": self.role_arn},
+                    "Action": self.object_actions(),
+                    "Resource": format!("arn:{partition}:s3:::{}/{}*", self.bucket, self.prefix),
+                },
+                listing,
+            ]
         })
     }
 }
@@ -76,6 +91,10 @@ mod tests {
             statement["Action"],
             json!(["s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectAcl"])
         );
+        let listing = &policy["Statement"][1];
+        assert_eq!(listing["Action"], "s3:ListBucket");
+        assert_eq!(listing["Resource"], "arn:aws:s3:::dst-b");
+        assert_eq!(listing["Condition"]["StringLike"]["s3:prefix"], "from-a/*");
     }
 
     #[test]

@@ -216,14 +216,21 @@ impl Replicator {
         }
         match event.kind {
             ObjectEventKind::Removed => self.delete_replica(event).await,
-            _ => self.copy_current(event).await,
+            _ => self.copy_current(event, None).await,
         }
     }
 
+    /// Copies an object a listing just showed with `etag` and `size`, without reading its head
+    /// first: the copy is conditional on that ETag, and if the object changed since the listing
+    /// it is copied as it is now.
+    pub async fn copy_listed(&self, event: &ObjectEvent, etag: &str, size: i64) -> Outcome {
+        self.copy_current(event, Some((etag, size))).await
+    }
+
     /// Copies the object as it is now, so that a late or repeated event converges on the
-    /// source's current state. The copy is conditional on the ETag just read; if the source
-    /// changes in between, the copy is attempted again against the new object.
-    async fn copy_current(&self, event: &ObjectEvent) -> Outcome {
+    /// source's current state. The copy is conditional on the ETag just read (or listed); if the
+    /// source changes in between, the copy is attempted again against the new object.
+    async fn copy_current(&self, event: &ObjectEvent, listed: Option<(&str, i64)>) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
@@ -231,20 +238,32 @@ impl Replicator {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (key, head) = match self.head_source(event, &source).await {
-                Ok(Some(found)) => found,
-                Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
-                Err(error) => return Outcome::Failed(error),
+            let (key, etag, bytes) = match listed {
+                Some((etag, size)) if attempt == 1 => {
+                    (event.key.clone(), Some(etag.to_string()), size)
+                }
+                _ => match self.head_source(event, &source).await {
+                    Ok(Some((key, head))) => (
+                        key,
+                        head.e_tag().map(str::to_string),
+                        head.content_length().unwrap_or_default(),
+                    ),
+                    Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
+                    Err(error) => return Outcome::Failed(error),
+                },
             };
             let destination_key = match destination_key(&self.config.destination_prefix, &key) {
                 Ok(mapped) => mapped,
                 Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
             };
-            let failure = match self.copy_object(&key, &destination_key, head.e_tag()).await {
+            let failure = match self
+                .copy_object(&key, &destination_key, etag.as_deref())
+                .await
+            {
                 Ok(()) => {
                     return Outcome::Copied {
                         destination_key,
-                        bytes: head.content_length().unwrap_or_default(),
+                        bytes,
                     };
                 }
                 Err(failure) => failure,

@@ -335,8 +335,20 @@ class ObjectOwner:
 class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     owners: dict = field(default_factory=dict)  # (bucket, key) -> ObjectOwner
-    pending_uploads: dict = field(default_factory=dict)  # upload id -> ObjectOwner
     denials: int = 0
+    # Faults to answer instead of S3: dicts with path_contains, method, status, code, count.
+    faults: list = field(default_factory=list)
+    # Asynchronous Lambda invocations received, in order: (function ARN, payload).
+    invocations: list = field(default_factory=list)
+
+    def take_fault(self, method: str, raw_path: str):
+        with self.lock:
+            for fault in self.faults:
+                if fault["count"] > 0 and fault["path_contains"] in raw_path and (
+                        fault.get("method") in (None, method)):
+                    fault["count"] -= 1
+                    return fault
+        return None
 
 
 def resolve_principal(access_key: str, token: str | None) -> Principal:
@@ -367,9 +379,19 @@ class AuthorizingApp:
         if path.startswith("/_harness/"):
             return self.harness(Request(environ))(environ, start_response)
         credential = self._credential(environ)
+        if credential is not None and credential[2] == "lambda":
+            invoke = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", path)
+            if invoke:
+                return self._invoke(environ, credential, urllib.parse.unquote(invoke.group(1)))(
+                    environ, start_response)
         if credential is None or credential[2] != "s3":
             return self.app(environ, start_response)
         request = Request(environ)
+        raw_path = urllib.parse.unquote(environ.get("RAW_URI") or environ.get("PATH_INFO", ""))
+        fault = self.state.take_fault(request.method, raw_path)
+        if fault is not None:
+            refused = Refused(fault["status"], fault["code"], "injected by the emulator's harness")
+            return self._error(refused, request)(environ, start_response)
         try:
             record = self._authorize(environ, request, credential)
         except Refused as refused:
@@ -386,6 +408,32 @@ class AuthorizingApp:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, recording_start_response)
+
+    def _invoke(self, environ, credential, function):
+        """Lambda's Invoke API for asynchronous invocations: authorized against the caller's
+        identity policy, then queued for the test to deliver (moto would need Docker to run a
+        function, and the function under test is this project's own)."""
+        request = Request(environ)
+        try:
+            principal = resolve_principal(credential[0], environ.get("HTTP_X_AMZ_SECURITY_TOKEN"))
+            arn = function if function.startswith("arn:") else (
+                f"arn:aws:lambda:{credential[1]}:{principal.account}:function:{function}")
+            allowed = evaluate(principal.policies, "lambda:InvokeFunction", arn, principal, {})
+            if allowed != "Allow" or arn.split(":")[4] != principal.account:
+                raise Refused(403, "AccessDeniedException",
+                              f"User: {principal.arn} is not authorized to perform: "
+                              f"lambda:InvokeFunction on resource: {arn}")
+            if request.headers.get("X-Amz-Invocation-Type") != "Event":
+                raise Refused(400, "InvalidParameterValueException",
+                              "the emulator takes asynchronous (Event) invocations only")
+        except Refused as refused:
+            body = json.dumps({"Type": "User", "message": refused.message})
+            return Response(body, status=refused.status, content_type="application/json",
+                            headers={"x-amzn-ErrorType": refused.code})
+        payload = json.loads(request.get_data() or b"null")
+        with self.state.lock:
+            self.state.invocations.append((arn, payload))
+        return Response("", status=202)
 
     @staticmethod
     def _credential(environ):
@@ -759,6 +807,18 @@ class Harness:
                 with self.state.lock:
                     owner = self.state.owners.get((request.args["bucket"], request.args["key"]))
                 result = {"owner": owner.account if owner else None}
+            elif route == "fault":
+                fault = {"path_contains": body["path_contains"], "method": body.get("method"),
+                         "status": int(body.get("status", 503)), "code": body.get("code", "SlowDown"),
+                         "count": int(body.get("count", 1))}
+                with self.state.lock:
+                    self.state.faults.append(fault)
+                result = {"armed": fault}
+            elif route == "invocations":
+                with self.state.lock:
+                    taken, self.state.invocations = self.state.invocations, []
+                result = {"invocations": [{"function_arn": arn, "payload": payload}
+                                          for arn, payload in taken]}
             elif route == "stats":
                 with self.state.lock:
                     result = {"denials": self.state.denials}

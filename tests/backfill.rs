@@ -1,0 +1,443 @@
+//! Backfill and S3 Batch Operations on the local S3 emulator with cross-account authorization.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use futures::StreamExt;
+use s3_replicator::backfill::{BackfillReport, BackfillRequest, SelfInvoker, run_backfill};
+use s3_replicator::handle_payload;
+use serde_json::{Value, json};
+use support::{World, WorldOptions, fixture};
+
+async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
+    futures::stream::iter(objects)
+        .map(|(key, body)| async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+async fn etags(client: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, String> {
+    let mut listing = BTreeMap::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.unwrap().contents() {
+            listing.insert(
+                object.key().unwrap().to_string(),
+                object.e_tag().unwrap().to_string(),
+            );
+        }
+    }
+    listing
+}
+
+async fn backfill(world: &World, request: Value, deadline: Option<SystemTime>) -> BackfillReport {
+    let request = BackfillRequest::from_value(&request).unwrap();
+    run_backfill(
+        &request,
+        &world.replicator().await,
+        deadline,
+        SelfInvoker::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("backfill: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfills_what_b_lacks_resumes_past_the_deadline_and_repeats_nothing() {
+    let world = World::new(
+        "backfill",
+        WorldOptions {
+            destination_prefix: "replica/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut source = Vec::new();
+    for i in 0..2000 {
+        source.push((
+            format!("data/part-{i:04}.csv"),
+            format!("row {i}\n").into_bytes(),
+        ));
+    }
+    for i in 0..400 {
+        source.push((format!("logs/{i}.log"), format!("log {i}").into_bytes()));
+    }
+    for i in 0..200 {
+        source.push((format!("root-{i} with space+plus.txt"), vec![b'r'; i]));
+    }
+    put_many(&world.admin_a, &world.source_bucket, source.clone()).await;
+    // B already holds 500 current replicas and 100 stale ones, and one object A never had.
+    let mut existing: Vec<(String, Vec<u8>)> = source[..500]
+        .iter()
+        .map(|(k, v)| (format!("replica/{k}"), v.clone()))
+        .collect();
+    existing.extend(
+        source[500..600]
+            .iter()
+            .map(|(k, _)| (format!("replica/{k}"), b"stale".to_vec())),
+    );
+    existing.push(("replica/only-in-b.txt".into(), b"orphan".to_vec()));
+    put_many(&world.admin_b, &world.destination_bucket, existing).await;
+    let total = source.len() as u64;
+    let to_copy = total - 500;
+    let bytes_to_copy: i64 = source[500..].iter().map(|(_, v)| v.len() as i64).sum();
+
+    let dry = backfill(&world, json!({"dry_run": true}), None).await;
+    assert_eq!(
+        (
+            dry.listed,
+            dry.planned,
+            dry.planned_bytes,
+            dry.unchanged,
+            dry.copied
+        ),
+        (total, to_copy, bytes_to_copy, 500, 0)
+    );
+    assert_eq!(dry.resume, None);
+    assert_eq!(
+        etags(&world.admin_b, &world.destination_bucket, "")
+            .await
+            .len(),
+        601
+    );
+
+    // A deadline already passed: each hop finishes what it started (at least one object) and
+    // says where to resume.
+    let mut reports = Vec::new();
+    let mut request = json!({});
+    for _ in 0..2 {
+        let report = backfill(&world, request.clone(), Some(SystemTime::now())).await;
+        request = report.resume.clone().expect("a resume payload")["backfill"].clone();
+        assert!(report.listed >= 1 && report.listed < total, "{report:?}");
+        reports.push(report);
+    }
+    assert_eq!(request["hop"], 2);
+    let last = backfill(
+        &world,
+        request,
+        Some(SystemTime::now() + Duration::from_secs(600)),
+    )
+    .await;
+    assert_eq!(last.resume, None);
+    reports.push(last);
+    let sum = |f: fn(&BackfillReport) -> u64| reports.iter().map(f).sum::<u64>();
+    assert_eq!(
+        sum(|r| r.listed),
+        total,
+        "every object examined exactly once"
+    );
+    assert_eq!(sum(|r| r.copied), to_copy, "nothing copied twice");
+    assert_eq!(sum(|r| r.unchanged), 500);
+    assert_eq!(sum(|r| r.failed), 0);
+    assert_eq!(reports.iter().map(|r| r.bytes).sum::<i64>(), bytes_to_copy);
+
+    let source_etags = etags(&world.admin_a, &world.source_bucket, "").await;
+    let mut replica_etags = etags(&world.admin_b, &world.destination_bucket, "replica/").await;
+    assert!(replica_etags.remove("replica/only-in-b.txt").is_some());
+    let replica_etags: BTreeMap<String, String> = replica_etags
+        .into_iter()
+        .map(|(k, v)| (k["replica/".len()..].to_string(), v))
+        .collect();
+    assert_eq!(replica_etags, source_etags);
+
+    let rerun = backfill(&world, json!({}), None).await;
+    assert_eq!(
+        (rerun.listed, rerun.copied, rerun.unchanged),
+        (total, 0, total)
+    );
+
+    // A prefix limits the backfill to its keys.
+    world.put_source("logs/new.log", b"new").await;
+    world.put_source("data/new.csv", b"new").await;
+    let logs = backfill(&world, json!({"prefix": "logs/"}), None).await;
+    assert_eq!((logs.listed, logs.copied), (401, 1));
+}
+
+#[tokio::test]
+async fn backfill_without_the_bucket_policy_fails_loudly() {
+    let world = World::new(
+        "backfillnopolicy",
+        WorldOptions {
+            without_bucket_policy: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    world.put_source("a.txt", b"a").await;
+    world.put_source("b.txt", b"b").await;
+    let error = handle_payload(&json!({"backfill": {}}), &world.replicator().await)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("ListObjectsV2"), "{error}");
+    assert!(error.contains("must allow s3:ListBucket"), "{error}");
+    assert!(error.contains("resume with"), "{error}");
+
+    // With only the listing statement, every copy fails: counted, named, and the run fails.
+    let mut policy = world.grant().bucket_policy();
+    policy["Statement"].as_array_mut().unwrap().remove(0);
+    world
+        .admin_b
+        .put_bucket_policy()
+        .bucket(&world.destination_bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let error = handle_payload(&json!({"backfill": {}}), &world.replicator().await)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("2 objects failed to copy"), "{error}");
+    assert!(error.contains("\"failed\":2"), "{error}");
+    assert!(error.contains("AccessDenied"), "{error}");
+    assert!(world.destination_keys().await.is_empty());
+
+    // Once the grant is in place, a re-run copies them.
+    world.attach_bucket_policy().await;
+    let report = handle_payload(&json!({"backfill": {}}), &world.replicator().await)
+        .await
+        .unwrap();
+    assert_eq!(report["copied"], 2, "{report}");
+}
+
+#[tokio::test]
+async fn backfills_across_regions() {
+    let world = World::new(
+        "backfillregion",
+        WorldOptions {
+            source_region: Some("us-east-1"),
+            destination_region: Some("ap-southeast-2"),
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..30 {
+        world.put_source(&format!("k{i:02}"), b"x").await;
+    }
+    let report = backfill(&world, json!({}), None).await;
+    assert_eq!((report.listed, report.copied), (30, 30));
+    assert_eq!(world.destination_keys().await.len(), 30);
+
+    let misconfigured = world
+        .replicator_with("us-east-1", &[("DESTINATION_REGION", "us-east-1")])
+        .await;
+    let error = handle_payload(&json!({"backfill": {}}), &misconfigured)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("(S3 reports ap-southeast-2): set DESTINATION_REGION"),
+        "{error}"
+    );
+}
+
+fn batch_job(name: &str, tasks: &[(&str, &str)]) -> Value {
+    let mut job = fixture(name);
+    let template = job["tasks"][0].clone();
+    job["tasks"] = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, (task_bucket, key))| {
+            let mut task = template.clone();
+            task["taskId"] = json!(format!("task-{i}"));
+            task["s3Key"] = json!(support::form_encode(key));
+            if task.get("s3BucketArn").is_some() {
+                task["s3BucketArn"] = json!(format!("arn:aws:s3:::{task_bucket}"));
+            } else {
+                task["s3Bucket"] = json!(task_bucket);
+            }
+            task
+        })
+        .collect();
+    job
+}
+
+fn result_codes(response: &Value) -> Vec<(String, String)> {
+    response["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resultCode"].as_str().unwrap().to_string(),
+                r["resultString"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_batch_operations_tasks_in_both_schema_versions() {
+    let world = World::new("batchops", WorldOptions::default()).await;
+    world
+        .put_source("customer images/image+1.jpg", b"jpeg")
+        .await;
+    world.put_source("throttled.jpg", b"slow").await;
+    let replicator = world.replicator().await;
+    let src = world.source_bucket.as_str();
+
+    for schema in ["batch-operations-v1.json", "batch-operations-v2.json"] {
+        let job = batch_job(
+            schema,
+            &[
+                (src, "customer images/image+1.jpg"),
+                (src, "never-existed.jpg"),
+                ("another-bucket", "customer images/image+1.jpg"),
+            ],
+        );
+        let response = handle_payload(&job, &replicator).await.unwrap();
+        assert_eq!(
+            response["invocationSchemaVersion"],
+            fixture(schema)["invocationSchemaVersion"]
+        );
+        assert_eq!(response["invocationId"], fixture(schema)["invocationId"]);
+        assert_eq!(response["treatMissingKeysAs"], "PermanentFailure");
+        let results = result_codes(&response);
+        assert_eq!(results[0].0, "Succeeded", "{schema}: {results:?}");
+        assert!(results[0].1.starts_with("copied 4 bytes"), "{results:?}");
+        assert_eq!(results[1].0, "PermanentFailure");
+        assert!(results[1].1.contains("no longer exists"), "{results:?}");
+        assert_eq!(results[2].0, "PermanentFailure");
+        assert!(results[2].1.contains("refused"), "{results:?}");
+        assert_eq!(response["results"][1]["taskId"], "task-1");
+    }
+    assert_eq!(
+        world.destination_body("customer images/image+1.jpg").await,
+        b"jpeg"
+    );
+
+    // userArguments can turn a missing source into success.
+    let mut job = batch_job("batch-operations-v2.json", &[(src, "never-existed.jpg")]);
+    job["job"]["userArguments"]["treatMissingSourceAs"] = json!("Succeeded");
+    let response = handle_payload(&job, &replicator).await.unwrap();
+    assert_eq!(result_codes(&response)[0].0, "Succeeded");
+
+    // S3 throttling outlasting the SDK's retries: a temporary failure, which S3 retries.
+    world.emulator.harness(
+        "fault",
+        json!({"path_contains": "throttled.jpg", "status": 503, "code": "SlowDown", "count": 20}),
+    );
+    let job = batch_job("batch-operations-v1.json", &[(src, "throttled.jpg")]);
+    let response = handle_payload(&job, &replicator).await.unwrap();
+    let results = result_codes(&response);
+    assert_eq!(results[0].0, "TemporaryFailure", "{results:?}");
+    assert!(results[0].1.contains("503"), "{results:?}");
+}
+
+/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
+const FUNCTION_ARN: &str =
+    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
+    let world = World::new("chain", WorldOptions::default()).await;
+    let mut objects = Vec::new();
+    for shard in ["a", "b", "c/deeper"] {
+        for i in 0..120 {
+            objects.push((format!("{shard}/{i:03}"), shard.as_bytes().to_vec()));
+        }
+    }
+    for i in 0..20 {
+        objects.push((format!("root-{i}"), b"root".to_vec()));
+    }
+    let total = objects.len() as u64;
+    put_many(&world.admin_a, &world.source_bucket, objects).await;
+
+    let sdk = world
+        .emulator
+        .sdk_config(&world.function_keys, "us-east-1")
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let replicator = world.replicator().await;
+    let context = |deadline: SystemTime| s3_replicator::InvocationContext {
+        deadline: Some(deadline),
+        function_arn: Some(FUNCTION_ARN),
+        lambda: Some(&lambda),
+    };
+
+    let first = s3_replicator::handle_with_context(
+        &json!({"backfill": {"fan_out": true}}),
+        &replicator,
+        context(SystemTime::now() + Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        first["shards_started"],
+        json!(["a/", "b/", "c/"]),
+        "{first}"
+    );
+    assert_eq!(
+        (first["listed"].as_u64(), first["copied"].as_u64()),
+        (Some(20), Some(20))
+    );
+    let mut copied = 20;
+
+    // Deliver the queued asynchronous invocations as Lambda would, each with little time (the
+    // shards' first hops with none), so that hops continue themselves until their listings are
+    // exhausted.
+    let mut delivered = 0;
+    let mut continued = 0;
+    loop {
+        let queued = world.emulator.harness("invocations", json!({}));
+        let queued = queued["invocations"].as_array().unwrap().clone();
+        if queued.is_empty() {
+            break;
+        }
+        for invocation in queued {
+            assert_eq!(invocation["function_arn"], FUNCTION_ARN);
+            let time = if delivered < 3 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(200)
+            };
+            let report = s3_replicator::handle_with_context(
+                &invocation["payload"],
+                &replicator,
+                context(SystemTime::now() + time),
+            )
+            .await
+            .unwrap();
+            if report["continued"] == true {
+                continued += 1;
+            }
+            assert_eq!(report["failed"], 0, "{report}");
+            assert_eq!(
+                report["continued"],
+                report["resume"].is_object(),
+                "{report}"
+            );
+            copied += report["copied"].as_u64().unwrap();
+            delivered += 1;
+        }
+    }
+    assert!(
+        continued >= 3,
+        "each shard's first hop continues, got {continued}"
+    );
+    assert!(
+        delivered > 3,
+        "the shards and their continuations, got {delivered}"
+    );
+    assert_eq!(copied, total, "every object copied exactly once");
+    assert_eq!(world.destination_keys().await.len() as u64, total);
+}
