@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Backfill benchmark: installs Garage (a local S3 server; the first build takes about 16 minutes),
+# the AWS CLI and rclone, then compares the replicator's backfill with `aws s3 sync`, rclone and a
+# raw CopyObject loop on the same data. BENCH_OBJECTS sets the object count (default 10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v garage >/dev/null; then
+  cargo install garage --locked --version 2.5.0
+fi
+if ! command -v rclone >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq rclone
+fi
+if [ ! -x .venv-bench/bin/aws ]; then
+  python3 -m venv .venv-bench
+  .venv-bench/bin/pip install --quiet --disable-pip-version-check awscli==1.46.2
+fi
+exec python3 scripts/bench-backfill.py "$@"
