@@ -52,7 +52,18 @@ pub struct Config {
     pub destination_region: Option<String>,
     /// `BACKFILL_CONCURRENCY`: how many copies a backfill runs at once.
     pub backfill_concurrency: usize,
+    /// `MULTIPART_THRESHOLD`: objects of at least this many bytes are copied in parts of this
+    /// size (larger where 10,000 parts would not cover the object); smaller ones in one request.
+    pub multipart_threshold: u64,
+    /// `PART_CONCURRENCY`: how many parts of one object are copied at once.
+    pub part_concurrency: usize,
 }
+
+/// The default `MULTIPART_THRESHOLD`: 256 MiB.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 256 * crate::parts::MIB;
+
+/// The default `PART_CONCURRENCY`.
+pub const DEFAULT_PART_CONCURRENCY: usize = 16;
 
 /// Copies a backfill runs at once unless `BACKFILL_CONCURRENCY` says otherwise.
 pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 64;
@@ -115,19 +126,23 @@ impl Config {
             destination_region: get("DESTINATION_REGION")
                 .map(|r| region("DESTINATION_REGION", r))
                 .transpose()?,
-            backfill_concurrency: match get("BACKFILL_CONCURRENCY") {
-                None => DEFAULT_BACKFILL_CONCURRENCY,
-                Some(value) => value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "BACKFILL_CONCURRENCY",
-                            format!("{value:?} is not allowed: use a whole number from 1 to 1000"),
-                        )
-                    })?,
-            },
+            backfill_concurrency: count(
+                "BACKFILL_CONCURRENCY",
+                get("BACKFILL_CONCURRENCY"),
+                DEFAULT_BACKFILL_CONCURRENCY,
+                1000,
+            )?,
+            multipart_threshold: size(
+                "MULTIPART_THRESHOLD",
+                get("MULTIPART_THRESHOLD"),
+                DEFAULT_MULTIPART_THRESHOLD,
+            )?,
+            part_concurrency: count(
+                "PART_CONCURRENCY",
+                get("PART_CONCURRENCY"),
+                DEFAULT_PART_CONCURRENCY,
+                100,
+            )?,
         })
     }
 }
@@ -151,6 +166,55 @@ fn bucket_name(variable: &'static str, value: Option<String>) -> Result<String, 
         ));
     }
     Ok(value)
+}
+
+/// A whole number from 1 to `max`, or `default` when unset.
+fn count(
+    variable: &'static str,
+    value: Option<String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                variable,
+                format!("{value:?} is not allowed: use a whole number from 1 to {max}"),
+            )
+        })
+}
+
+/// A size in bytes, human sizes accepted (`64MiB`, `1 GiB`, `100MB`, `5242880`), from 5 MiB to
+/// 5 GiB, or `default` when unset.
+fn size(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    use crate::parts::{MAX_PART_SIZE, MIN_PART_SIZE};
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let bytes = value
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| {
+            ConfigError::new(
+                variable,
+                format!("{value:?} is not a size ({e}); use for example 64MiB"),
+            )
+        })?;
+    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&bytes) {
+        return Err(ConfigError::new(
+            variable,
+            format!("{value:?} ({bytes} bytes) is not allowed: use a size from 5MiB to 5GiB"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Accepts names shaped like AWS regions (`eu-west-1`, `us-gov-east-1`, `cn-north-1`).
@@ -286,6 +350,42 @@ mod tests {
         assert!(c.replicate_deletes && c.force_path_style);
         assert_eq!(c.destination_prefix, "from-a/");
         assert_eq!(c.source_prefix.as_deref(), Some("data/"));
+    }
+
+    #[test]
+    fn parses_human_sizes_within_the_part_limits() {
+        let with = |value: &str| {
+            let mut vars = BUCKETS.to_vec();
+            vars.push(("MULTIPART_THRESHOLD", value));
+            config(&vars)
+        };
+        assert_eq!(with("64MiB").unwrap().multipart_threshold, 64 * 1024 * 1024);
+        assert_eq!(
+            with("1 GiB").unwrap().multipart_threshold,
+            1024 * 1024 * 1024
+        );
+        assert_eq!(with("100MB").unwrap().multipart_threshold, 100_000_000);
+        assert_eq!(
+            with("5242880").unwrap().multipart_threshold,
+            5 * 1024 * 1024
+        );
+        assert_eq!(
+            with("5GiB").unwrap().multipart_threshold,
+            5 * 1024 * 1024 * 1024
+        );
+        for bad in ["4MiB", "6GiB", "lots", "-1"] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.variable, "MULTIPART_THRESHOLD", "{bad}");
+            assert!(err.problem.contains(bad), "{err}");
+        }
+        assert_eq!(
+            config(&BUCKETS).unwrap().multipart_threshold,
+            DEFAULT_MULTIPART_THRESHOLD
+        );
+        assert_eq!(
+            config(&BUCKETS).unwrap().part_concurrency,
+            DEFAULT_PART_CONCURRENCY
+        );
     }
 
     #[test]
