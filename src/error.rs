@@ -211,6 +211,14 @@ pub enum ReplicationError {
         #[source]
         source: Box<S3Failure>,
     },
+    /// The copy completed, but the replica does not match the source.
+    #[error("replica {key} failed verification: {message}")]
+    Verification {
+        /// The destination key.
+        key: String,
+        /// What differs.
+        message: String,
+    },
     /// A failure that may succeed on retry (throttling, 5xx, timeouts, a source that kept changing).
     #[error("transient failure on {operation} {resource}: {source}")]
     Transient {
@@ -283,6 +291,7 @@ impl ReplicationError {
         match self {
             ReplicationError::ForeignBucket { .. } => "ForeignBucket",
             ReplicationError::WrongRegion { .. } => "WrongRegion",
+            ReplicationError::Verification { .. } => "VerificationFailed",
             ReplicationError::InvalidEvent(_) => "InvalidEvent",
             ReplicationError::AccessDenied { code, .. } => code,
             ReplicationError::Transient { source, .. } | ReplicationError::S3 { source, .. } => {
@@ -307,6 +316,9 @@ fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
         ),
         (Side::Destination, "ListObjectsV2") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:ListBucket to the function's execution role, and the role's identity policy must allow it too"
+        ),
+        (Side::Destination, "HeadObject") => format!(
+            "bucket {bucket}'s bucket policy (account B) must allow s3:GetObject to the function's execution role (it reads replicas' heads to verify them), and the role's identity policy must allow it too"
         ),
         (Side::Destination, "DeleteObject") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:DeleteObject to the function's execution role, and the role's identity policy must allow it too"

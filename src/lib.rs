@@ -10,6 +10,7 @@
 //! - [`config`]: environment configuration, validated once at init.
 //! - [`event`]: decoding every payload shape (S3, SQS, SNS, EventBridge) into object events.
 //! - [`keys`]: decoding event keys and encoding `CopySource`.
+//! - [`multipart`]: copying large objects in parts, and verifying replicas.
 //! - [`parts`]: part layouts for multipart copies.
 //! - [`replicate`]: copying or deleting one object, ending in one [`replicate::Outcome`].
 //! - [`error`]: classifying S3 errors into typed replication errors.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod event;
 pub mod handler;
 pub mod keys;
+pub mod multipart;
 pub mod parts;
 pub mod policy;
 pub mod replicate;

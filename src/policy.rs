@@ -22,7 +22,13 @@ pub struct DestinationGrant {
 impl DestinationGrant {
     /// The S3 actions the role needs on the destination objects, for these options.
     pub fn object_actions(&self) -> Vec<&'static str> {
-        let mut actions = vec!["s3:PutObject", "s3:PutObjectTagging"];
+        let mut actions = vec![
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+            "s3:AbortMultipartUpload",
+            // Reading a replica's head verifies multipart copies and spares repeated ones.
+            "s3:GetObject",
+        ];
         if self.sends_acl {
             actions.push("s3:PutObjectAcl");
         }
@@ -89,7 +95,13 @@ mod tests {
         assert_eq!(statement["Resource"], "arn:aws:s3:::dst-b/from-a/*");
         assert_eq!(
             statement["Action"],
-            json!(["s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectAcl"])
+            json!([
+                "s3:PutObject",
+                "s3:PutObjectTagging",
+                "s3:AbortMultipartUpload",
+                "s3:GetObject",
+                "s3:PutObjectAcl"
+            ])
         );
         let listing = &policy["Statement"][1];
         assert_eq!(listing["Action"], "s3:ListBucket");
@@ -104,7 +116,13 @@ mod tests {
         g.replicate_deletes = true;
         assert_eq!(
             g.object_actions(),
-            vec!["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"]
+            vec![
+                "s3:PutObject",
+                "s3:PutObjectTagging",
+                "s3:AbortMultipartUpload",
+                "s3:GetObject",
+                "s3:DeleteObject"
+            ]
         );
     }
 

@@ -10,10 +10,19 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use crate::S3Clients;
 use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, TaggingDirective};
 
+/// Whether an object is encrypted with a KMS key (its ETag is then not an MD5 of its bytes).
+fn is_kms(head: &HeadObjectOutput) -> bool {
+    matches!(
+        head.server_side_encryption(),
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    )
+}
+
 use crate::config::Config;
 use crate::error::{FailureClass, ReplicationError, S3Failure, Side, Target, classify};
 use crate::event::{ObjectEvent, ObjectEventKind};
 use crate::keys::{destination_key, encode_copy_source};
+use crate::multipart::{CopyError, PartsCopied, SourceObject, copy_in_parts, verify};
 
 /// How many times a copy is attempted when the source changes between reading its ETag and
 /// copying it; each attempt copies the then-current object.
@@ -33,6 +42,9 @@ pub enum SkipReason {
     SourceExistsAgain,
     /// An S3 event type that replication does not act on.
     EventTypeNotReplicated(String),
+    /// The destination already holds a replica with the source's size and ETag (a repeated
+    /// event for a large object).
+    IdenticalReplica,
 }
 
 impl fmt::Display for SkipReason {
@@ -50,6 +62,9 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::EventTypeNotReplicated(name) => {
                 write!(f, "event type {name:?} is not replicated")
+            }
+            SkipReason::IdenticalReplica => {
+                f.write_str("the destination already holds an identical replica")
             }
         }
     }
@@ -228,26 +243,30 @@ impl Replicator {
     }
 
     /// Copies the object as it is now, so that a late or repeated event converges on the
-    /// source's current state. The copy is conditional on the ETag just read (or listed); if the
-    /// source changes in between, the copy is attempted again against the new object.
+    /// source's current state: in one `CopyObject` below `MULTIPART_THRESHOLD`, in parts above.
+    /// The copy is conditional on the ETag just read (or listed); if the source changes in
+    /// between, it is attempted again against the new object. The replica is verified.
     async fn copy_current(&self, event: &ObjectEvent, listed: Option<(&str, i64)>) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
+        let threshold = self.config.multipart_threshold;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let mut head = None;
             let (key, etag, bytes) = match listed {
-                Some((etag, size)) if attempt == 1 => {
+                Some((etag, size)) if attempt == 1 && (size.max(0) as u64) < threshold => {
                     (event.key.clone(), Some(etag.to_string()), size)
                 }
                 _ => match self.head_source(event, &source).await {
-                    Ok(Some((key, head))) => (
-                        key,
-                        head.e_tag().map(str::to_string),
-                        head.content_length().unwrap_or_default(),
-                    ),
+                    Ok(Some((key, found))) => {
+                        let etag = found.e_tag().map(str::to_string);
+                        let size = found.content_length().unwrap_or_default();
+                        head = Some(found);
+                        (key, etag, size)
+                    }
                     Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
                     Err(error) => return Outcome::Failed(error),
                 },
@@ -256,27 +275,79 @@ impl Replicator {
                 Ok(mapped) => mapped,
                 Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
             };
-            let failure = match self
-                .copy_object(&key, &destination_key, etag.as_deref())
-                .await
-            {
-                Ok(()) => {
+            let copied = match &head {
+                Some(head) if bytes.max(0) as u64 >= threshold => {
+                    let object = SourceObject {
+                        client: source.client,
+                        bucket: &self.config.source_bucket,
+                        key: &key,
+                        head,
+                    };
+                    copy_in_parts(
+                        self.clients.destination(),
+                        &self.config,
+                        &object,
+                        &destination_key,
+                    )
+                    .await
+                    .map(|done| done == PartsCopied::AlreadyIdentical)
+                }
+                _ => self
+                    .copy_whole(
+                        &source,
+                        &key,
+                        &destination_key,
+                        etag.as_deref(),
+                        bytes,
+                        head.as_ref(),
+                    )
+                    .await
+                    .map(|()| false),
+            };
+            let (operation, side, failure) = match copied {
+                Ok(false) => {
                     return Outcome::Copied {
                         destination_key,
                         bytes,
                     };
                 }
-                Err(failure) => failure,
+                Ok(true) => return Outcome::Skipped(SkipReason::IdenticalReplica),
+                Err(CopyError::Mismatch(message)) => {
+                    return Outcome::Failed(ReplicationError::Verification {
+                        key: destination_key,
+                        message,
+                    });
+                }
+                Err(CopyError::S3 {
+                    operation,
+                    side,
+                    failure,
+                }) => (operation, side, failure),
             };
+            let copying = matches!(operation, "CopyObject" | "UploadPartCopy");
             match failure.class {
-                FailureClass::NotFound => return Outcome::Skipped(SkipReason::SourceGone),
+                FailureClass::NotFound if copying || side == Side::Source => {
+                    return Outcome::Skipped(SkipReason::SourceGone);
+                }
                 FailureClass::PreconditionFailed if attempt < COPY_ATTEMPTS => {
                     tracing::warn!(bucket = %event.bucket, key = %key, attempt, "source changed during copy; copying the new object");
+                }
+                _ if side == Side::Source => {
+                    return Outcome::Failed(ReplicationError::from_s3(
+                        failure,
+                        operation,
+                        Target {
+                            side,
+                            bucket: &self.config.source_bucket,
+                            key: &key,
+                            region: source.region,
+                        },
+                    ));
                 }
                 _ => {
                     return Outcome::Failed(self.destination_error(
                         failure,
-                        "CopyObject",
+                        operation,
                         &destination_key,
                     ));
                 }
@@ -284,16 +355,20 @@ impl Replicator {
         }
     }
 
-    async fn copy_object(
+    /// One `CopyObject`, then a check of the replica: its ETag against the source's where both
+    /// are MD5s, else its size.
+    async fn copy_whole(
         &self,
+        source: &SourceEndpoint<'_>,
         key: &str,
         destination_key: &str,
         etag: Option<&str>,
-    ) -> Result<(), S3Failure> {
+        bytes: i64,
+        head: Option<&HeadObjectOutput>,
+    ) -> Result<(), CopyError> {
         let config = &self.config;
-        let mut request = self
-            .clients
-            .destination()
+        let destination = self.clients.destination();
+        let mut request = destination
             .copy_object()
             .bucket(&config.destination_bucket)
             .key(destination_key)
@@ -308,7 +383,49 @@ impl Replicator {
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .ssekms_key_id(kms_key);
         }
-        request.send().await.map(|_| ()).map_err(classify)
+        let output = request
+            .send()
+            .await
+            .map_err(|e| CopyError::s3("CopyObject", Side::Destination)(classify(e)))?;
+        let replica_etag = output.copy_object_result().and_then(|r| r.e_tag());
+        let plain = |e: Option<&str>| e.is_some_and(|e| !e.contains('-'));
+        let comparable = config.destination_kms_key_id.is_none()
+            && output.server_side_encryption() != Some(&ServerSideEncryption::AwsKms)
+            && plain(etag)
+            && plain(replica_etag);
+        if comparable && replica_etag == etag {
+            return Ok(());
+        }
+        if comparable {
+            // An MD5 mismatch is a bad copy, unless the source's ETag was never an MD5 (SSE-KMS).
+            let source_kms = match head {
+                Some(head) => is_kms(head),
+                None => source
+                    .client
+                    .head_object()
+                    .bucket(&config.source_bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map(|h| is_kms(&h))
+                    .unwrap_or(false),
+            };
+            if !source_kms {
+                return Err(CopyError::Mismatch(format!(
+                    "replica ETag {} differs from source ETag {}",
+                    replica_etag.unwrap_or("(none)"),
+                    etag.unwrap_or("(none)")
+                )));
+            }
+        }
+        verify(
+            destination,
+            config,
+            destination_key,
+            bytes.max(0) as u64,
+            None,
+        )
+        .await
     }
 
     /// Reads the source object's head, trying the event's alternate key reading when the first

@@ -340,6 +340,22 @@ class State:
     faults: list = field(default_factory=list)
     # Asynchronous Lambda invocations received, in order: (function ARN, payload).
     invocations: list = field(default_factory=list)
+    # Writes to make just before a matching request is served: dicts with method,
+    # path_contains, query_contains, skip, count and put {account, bucket, key, body}.
+    triggers: list = field(default_factory=list)
+
+    def take_trigger(self, method: str, raw_path: str, query: str):
+        with self.lock:
+            for trigger in self.triggers:
+                if (trigger["count"] > 0 and trigger["method"] == method
+                        and trigger["path_contains"] in raw_path
+                        and trigger.get("query_contains", "") in query):
+                    if trigger.get("skip", 0) > 0:
+                        trigger["skip"] -= 1
+                        continue
+                    trigger["count"] -= 1
+                    return trigger
+        return None
 
     def take_fault(self, method: str, raw_path: str):
         with self.lock:
@@ -373,6 +389,8 @@ class AuthorizingApp:
         self.app = app
         self.state = state
         self.harness = harness
+        # The Harness, for writes made by triggers; set once the server's address is known.
+        self.control = None
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -388,6 +406,10 @@ class AuthorizingApp:
             return self.app(environ, start_response)
         request = Request(environ)
         raw_path = urllib.parse.unquote(environ.get("RAW_URI") or environ.get("PATH_INFO", ""))
+        trigger = self.state.take_trigger(request.method, raw_path, environ.get("QUERY_STRING", ""))
+        if trigger is not None:
+            put = trigger["put"]
+            self.control.put_object(put["account"], put["bucket"], put["key"], put["body"])
         fault = self.state.take_fault(request.method, raw_path)
         if fault is not None:
             refused = Refused(fault["status"], fault["code"], "injected by the emulator's harness")
@@ -819,6 +841,14 @@ class Harness:
                     taken, self.state.invocations = self.state.invocations, []
                 result = {"invocations": [{"function_arn": arn, "payload": payload}
                                           for arn, payload in taken]}
+            elif route == "trigger":
+                trigger = {"method": body["method"], "path_contains": body["path_contains"],
+                           "query_contains": body.get("query_contains", ""),
+                           "skip": int(body.get("skip", 0)), "count": int(body.get("count", 1)),
+                           "put": body["put"]}
+                with self.state.lock:
+                    self.state.triggers.append(trigger)
+                result = {"armed": True}
             elif route == "stats":
                 with self.state.lock:
                     result = {"denials": self.state.denials}
@@ -830,6 +860,14 @@ class Harness:
             logging.exception("harness request failed")
             return Response(json.dumps({"error": f"{type(error).__name__}: {error}"}), 500,
                             content_type="application/json")
+
+    def put_object(self, account: str, bucket: str, key: str, body: str) -> None:
+        """Writes an object as the account's admin (for triggers)."""
+        data = body.encode()
+        if body.startswith("repeat:"):
+            _, char, count = body.split(":")
+            data = char.encode() * int(count)
+        self.client("s3", self.admins[account]).put_object(Bucket=bucket, Key=key, Body=data)
 
     def queue_notifications(self, bucket: str, queue: str) -> dict:
         admin = self.admins["a"]
@@ -890,6 +928,7 @@ def main():
     endpoint = f"http://127.0.0.1:{server.server_port}"
     harness = Harness(endpoint, state, args.template)
     holder["harness"] = harness
+    app.control = harness
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     harness.create_admins()

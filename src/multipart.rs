@@ -1,0 +1,371 @@
+//! Copies of large objects in parts (`CreateMultipartUpload` + parallel `UploadPartCopy` +
+//! `CompleteMultipartUpload`), carrying over everything a single `CopyObject` does, keeping the
+//! source's part layout so the replica's ETag equals the source's, copying every part from the
+//! same source version, aborting the upload on any failure, and verifying the result.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use futures::StreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::config::Config;
+use crate::error::{S3Failure, Side, classify};
+use crate::keys::encode_copy_source;
+use crate::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
+
+/// Characters kept as they are in a `Tagging` header value (form encoding of `key=value&...`).
+const TAG_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a copy did not produce a verified replica.
+#[derive(Debug)]
+pub enum CopyError {
+    /// An S3 call failed.
+    S3 {
+        /// The failed call.
+        operation: &'static str,
+        /// Which bucket it was on.
+        side: Side,
+        /// The classified failure.
+        failure: S3Failure,
+    },
+    /// The copy completed but the replica does not match the source.
+    Mismatch(String),
+}
+
+impl CopyError {
+    pub(crate) fn s3(operation: &'static str, side: Side) -> impl FnOnce(S3Failure) -> Self {
+        move |failure| CopyError::S3 {
+            operation,
+            side,
+            failure,
+        }
+    }
+}
+
+/// What a multipart copy did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PartsCopied {
+    /// The replica was written, in this many parts.
+    Copied(usize),
+    /// The destination already held a replica with the same size and ETag.
+    AlreadyIdentical,
+}
+
+/// The source object as read just before copying it.
+pub struct SourceObject<'a> {
+    /// The source bucket's client (its region).
+    pub client: &'a Client,
+    /// The source bucket.
+    pub bucket: &'a str,
+    /// The source key.
+    pub key: &'a str,
+    /// The source's head: size, ETag, version, system headers, metadata.
+    pub head: &'a HeadObjectOutput,
+}
+
+/// Copies `source` to `destination_key` in parts.
+pub async fn copy_in_parts(
+    destination: &Client,
+    config: &Config,
+    source: &SourceObject<'_>,
+    destination_key: &str,
+) -> Result<PartsCopied, CopyError> {
+    let head = source.head;
+    let size = head.content_length().unwrap_or_default().max(0) as u64;
+    let etag = head.e_tag().unwrap_or_default();
+
+    // A repeated event for a large object: do not copy gigabytes again.
+    if let Ok(existing) = destination
+        .head_object()
+        .bucket(&config.destination_bucket)
+        .key(destination_key)
+        .send()
+        .await
+        && existing.content_length().unwrap_or(-1) as u64 == size
+        && existing.e_tag() == Some(etag)
+    {
+        return Ok(PartsCopied::AlreadyIdentical);
+    }
+
+    let (parts, same_layout) = match source_layout(source, config.part_concurrency).await? {
+        Some(parts) => (parts, true),
+        None => (
+            plan_even(size, config.multipart_threshold)
+                .map_err(|e| CopyError::Mismatch(e.to_string()))?,
+            false,
+        ),
+    };
+    let tagging = source_tagging(source).await?;
+
+    let mut create = destination
+        .create_multipart_upload()
+        .bucket(&config.destination_bucket)
+        .key(destination_key)
+        .set_content_type(head.content_type().map(str::to_string))
+        .set_cache_control(head.cache_control().map(str::to_string))
+        .set_content_disposition(head.content_disposition().map(str::to_string))
+        .set_content_encoding(head.content_encoding().map(str::to_string))
+        .set_content_language(head.content_language().map(str::to_string))
+        .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
+        .set_metadata(head.metadata().cloned())
+        .set_tagging(tagging)
+        .set_acl(config.destination_acl.clone())
+        .set_storage_class(config.destination_storage_class.clone());
+    #[allow(deprecated)]
+    if let Some(expires) = head.expires() {
+        create = create.expires(*expires);
+    }
+    if let Some(kms_key) = &config.destination_kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key);
+    }
+    let upload = create
+        .send()
+        .await
+        .map_err(|e| CopyError::s3("CreateMultipartUpload", Side::Destination)(classify(e)))?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_string();
+
+    let copied = copy_parts(
+        destination,
+        config,
+        source,
+        destination_key,
+        &upload_id,
+        &parts,
+    )
+    .await;
+    let completed = match copied {
+        Ok(completed) => completed,
+        Err(error) => {
+            abort(destination, config, destination_key, &upload_id).await;
+            return Err(error);
+        }
+    };
+    let complete = destination
+        .complete_multipart_upload()
+        .bucket(&config.destination_bucket)
+        .key(destination_key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await;
+    if let Err(e) = complete {
+        abort(destination, config, destination_key, &upload_id).await;
+        return Err(CopyError::s3("CompleteMultipartUpload", Side::Destination)(
+            classify(e),
+        ));
+    }
+
+    verify(
+        destination,
+        config,
+        destination_key,
+        size,
+        (same_layout && config.destination_kms_key_id.is_none()).then_some(etag),
+    )
+    .await?;
+    Ok(PartsCopied::Copied(parts.len()))
+}
+
+/// The source's own part boundaries, when it was uploaded in parts and they can be read
+/// (`HeadObject` with `partNumber`); `None` to choose parts for speed instead.
+async fn source_layout(
+    source: &SourceObject<'_>,
+    concurrency: usize,
+) -> Result<Option<Vec<Part>>, CopyError> {
+    let Some(count) = source.head.e_tag().and_then(multipart_part_count) else {
+        return Ok(None);
+    };
+    let heads: Vec<_> = (1..=count as i32)
+        .map(|number| part_size(source, number, count))
+        .collect();
+    let sizes: Vec<Result<Option<u64>, CopyError>> = futures::stream::iter(heads)
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let mut part_sizes = Vec::with_capacity(sizes.len());
+    for size in sizes {
+        match size? {
+            Some(size) => part_sizes.push(size),
+            None => return Ok(None),
+        }
+    }
+    Ok(plan_from_sizes(&part_sizes).ok())
+}
+
+/// The size of part `number` of the source, if S3 reports the expected part count with it.
+async fn part_size(
+    source: &SourceObject<'_>,
+    number: i32,
+    count: u64,
+) -> Result<Option<u64>, CopyError> {
+    let part = source
+        .client
+        .head_object()
+        .bucket(source.bucket)
+        .key(source.key)
+        .part_number(number)
+        .set_version_id(source.head.version_id().map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| CopyError::s3("HeadObject", Side::Source)(classify(e)))?;
+    let reported = part.parts_count().map(|n| n as u64);
+    Ok((reported == Some(count)).then(|| part.content_length().unwrap_or_default().max(0) as u64))
+}
+
+async fn source_tagging(source: &SourceObject<'_>) -> Result<Option<String>, CopyError> {
+    let tags = source
+        .client
+        .get_object_tagging()
+        .bucket(source.bucket)
+        .key(source.key)
+        .set_version_id(source.head.version_id().map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| CopyError::s3("GetObjectTagging", Side::Source)(classify(e)))?;
+    let encoded: Vec<String> = tags
+        .tag_set()
+        .iter()
+        .map(|tag| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(tag.key(), TAG_KEEP),
+                utf8_percent_encode(tag.value(), TAG_KEEP)
+            )
+        })
+        .collect();
+    Ok((!encoded.is_empty()).then(|| encoded.join("&")))
+}
+
+/// Copies every part from the same source version: by version id where the bucket is
+/// versioned, and always on condition that the ETag is still the one read before the copy.
+async fn copy_parts(
+    destination: &Client,
+    config: &Config,
+    source: &SourceObject<'_>,
+    destination_key: &str,
+    upload_id: &str,
+    parts: &[Part],
+) -> Result<Vec<CompletedPart>, CopyError> {
+    let mut copy_source = encode_copy_source(source.bucket, source.key);
+    if let Some(version) = source.head.version_id().filter(|v| *v != "null") {
+        copy_source = format!(
+            "{copy_source}?versionId={}",
+            utf8_percent_encode(version, NON_ALPHANUMERIC)
+        );
+    }
+    let target = PartTarget {
+        client: destination,
+        bucket: &config.destination_bucket,
+        key: destination_key,
+        upload_id,
+        copy_source: &copy_source,
+        etag: source.head.e_tag(),
+    };
+    let copies: Vec<_> = parts.iter().map(|part| copy_part(&target, part)).collect();
+    let results: Vec<Result<CompletedPart, CopyError>> = futures::stream::iter(copies)
+        .buffer_unordered(config.part_concurrency)
+        .collect()
+        .await;
+    let mut completed = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    completed.sort_by_key(|part| part.part_number());
+    Ok(completed)
+}
+
+/// Where the parts of one upload are copied to, and from.
+struct PartTarget<'a> {
+    client: &'a Client,
+    bucket: &'a str,
+    key: &'a str,
+    upload_id: &'a str,
+    copy_source: &'a str,
+    etag: Option<&'a str>,
+}
+
+async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart, CopyError> {
+    let copied = target
+        .client
+        .upload_part_copy()
+        .bucket(target.bucket)
+        .key(target.key)
+        .upload_id(target.upload_id)
+        .part_number(part.number)
+        .copy_source(target.copy_source)
+        .copy_source_range(part.range())
+        .set_copy_source_if_match(target.etag.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| CopyError::s3("UploadPartCopy", Side::Destination)(classify(e)))?;
+    Ok(CompletedPart::builder()
+        .part_number(part.number)
+        .set_e_tag(
+            copied
+                .copy_part_result()
+                .and_then(|r| r.e_tag())
+                .map(str::to_string),
+        )
+        .build())
+}
+
+/// Aborts an upload so that no parts are left behind in the destination; a failure to abort is
+/// logged (B's lifecycle rule for incomplete uploads cleans up after it).
+async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str) {
+    let aborted = destination
+        .abort_multipart_upload()
+        .bucket(&config.destination_bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = aborted {
+        tracing::error!(
+            bucket = %config.destination_bucket,
+            key,
+            upload_id,
+            error = %classify(e),
+            "could not abort the multipart upload; its parts remain until B's lifecycle rule removes them"
+        );
+    }
+}
+
+/// Checks the replica against the source: the size always, the ETag where it must match.
+pub async fn verify(
+    destination: &Client,
+    config: &Config,
+    destination_key: &str,
+    size: u64,
+    etag: Option<&str>,
+) -> Result<(), CopyError> {
+    let replica = destination
+        .head_object()
+        .bucket(&config.destination_bucket)
+        .key(destination_key)
+        .send()
+        .await
+        .map_err(|e| CopyError::s3("HeadObject", Side::Destination)(classify(e)))?;
+    let replica_size = replica.content_length().unwrap_or(-1);
+    if replica_size != size as i64 {
+        return Err(CopyError::Mismatch(format!(
+            "replica has {replica_size} bytes, source {size}"
+        )));
+    }
+    if let Some(expected) = etag
+        && replica.e_tag() != Some(expected)
+    {
+        return Err(CopyError::Mismatch(format!(
+            "replica ETag {} differs from source ETag {expected}",
+            replica.e_tag().unwrap_or("(none)")
+        )));
+    }
+    Ok(())
+}
