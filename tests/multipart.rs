@@ -296,3 +296,45 @@ async fn a_replica_that_does_not_match_its_source_is_a_failure() {
     assert!(error.contains("failed verification"), "{error}");
     assert!(error.contains("replica has 5 bytes"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_copy_paths_apply_the_configured_storage_class_and_kms_key() {
+    let world = World::new("mpclass", WorldOptions::default()).await;
+    world.put_source("small.txt", b"one request").await;
+    world.put_source("large.bin", &pattern(6 * MIB, 5)).await;
+    let kms_key = "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let mut env = SMALL_PARTS.to_vec();
+    env.extend([
+        ("DESTINATION_STORAGE_CLASS", "STANDARD_IA"),
+        ("DESTINATION_KMS_KEY_ID", kms_key),
+    ]);
+    let replicator = world.replicator_with("us-east-1", &env).await;
+    for key in ["small.txt", "large.bin"] {
+        let summary = handle_payload(
+            &s3_event("s3-put.json", &world.source_bucket, key),
+            &replicator,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary["copied"], 1, "{key}: {summary}");
+        let head = world
+            .admin_b
+            .head_object()
+            .bucket(&world.destination_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.storage_class(),
+            Some(&aws_sdk_s3::types::StorageClass::StandardIa),
+            "{key}"
+        );
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+            "{key}"
+        );
+        assert_eq!(head.ssekms_key_id(), Some(kms_key), "{key}");
+    }
+}
