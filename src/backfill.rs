@@ -240,6 +240,7 @@ type Page = Result<Vec<Listed>, S3Failure>;
 /// is fetched while the current page's copies run.
 fn spawn_listing(
     client: Client,
+    owner: Option<String>,
     bucket: String,
     prefix: String,
     start_after: Option<String>,
@@ -251,6 +252,7 @@ fn spawn_listing(
         let mut pages = client
             .list_objects_v2()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner)
             .prefix(prefix)
             .set_start_after(start_after)
             .set_delimiter(shallow.then(|| "/".to_string()))
@@ -418,6 +420,7 @@ pub async fn run_backfill(
         source: Cursor {
             pages: spawn_listing(
                 replicator.clients().source().clone(),
+                None,
                 config.source_bucket.clone(),
                 prefix.clone(),
                 request.start_after.clone(),
@@ -430,6 +433,7 @@ pub async fn run_backfill(
         destination: Cursor {
             pages: spawn_listing(
                 replicator.clients().destination().clone(),
+                config.destination_account_id.clone(),
                 config.destination_bucket.clone(),
                 format!("{destination_prefix}{prefix}"),
                 request

@@ -3,7 +3,8 @@
 
 use crate::policy::DestinationGrant;
 
-const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket BUCKET [--prefix PREFIX] [--no-acl] [--replicate-deletes]";
+const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket BUCKET [--prefix PREFIX] [--no-acl] [--replicate-deletes]
+       s3-replicator doctor   (configuration from the same environment variables as the function)";
 
 /// A command line that cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +12,7 @@ const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket 
 pub struct UsageError(String);
 
 /// Runs the command named by `args` (without the program name), printing to standard output.
-pub fn run(args: &[String]) -> Result<(), UsageError> {
+pub async fn run(args: &[String]) -> Result<(), UsageError> {
     let (command, rest) = args
         .split_first()
         .ok_or_else(|| UsageError("no command given".into()))?;
@@ -22,6 +23,18 @@ pub fn run(args: &[String]) -> Result<(), UsageError> {
                 .map_err(|e| UsageError(e.to_string()))?;
             println!("{text}");
             Ok(())
+        }
+        "doctor" => {
+            let (replicator, _) = crate::replicator_from_env()
+                .await
+                .map_err(|e| UsageError(format!("configuration: {e}")))?;
+            let report = crate::doctor::run_doctor(&replicator).await;
+            print!("{}", report.to_table());
+            if report.healthy {
+                Ok(())
+            } else {
+                Err(UsageError("some permissions are missing".into()))
+            }
         }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");

@@ -57,6 +57,12 @@ pub struct Config {
     pub multipart_threshold: u64,
     /// `PART_CONCURRENCY`: how many parts of one object are copied at once.
     pub part_concurrency: usize,
+    /// `DESTINATION_ACCOUNT_ID`: account B. Every call on the destination bucket states it as the
+    /// expected bucket owner, so a same-named bucket owned by anyone else is never written.
+    pub destination_account_id: Option<String>,
+    /// `FUNCTION_ROLE_ARN`: the function's execution role, named in the grants the doctor and
+    /// error messages ask for.
+    pub function_role_arn: Option<String>,
 }
 
 /// The default `MULTIPART_THRESHOLD`: 256 MiB.
@@ -143,6 +149,19 @@ impl Config {
                 DEFAULT_PART_CONCURRENCY,
                 100,
             )?,
+            destination_account_id: get("DESTINATION_ACCOUNT_ID")
+                .map(|id| {
+                    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+                        Ok(id)
+                    } else {
+                        Err(ConfigError::new(
+                            "DESTINATION_ACCOUNT_ID",
+                            format!("{id:?} is not an AWS account id (12 digits)"),
+                        ))
+                    }
+                })
+                .transpose()?,
+            function_role_arn: get("FUNCTION_ROLE_ARN"),
         })
     }
 }
@@ -385,6 +404,22 @@ mod tests {
         assert_eq!(
             config(&BUCKETS).unwrap().part_concurrency,
             DEFAULT_PART_CONCURRENCY
+        );
+    }
+
+    #[test]
+    fn validates_the_destination_account_id() {
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("DESTINATION_ACCOUNT_ID", "222222222222"));
+        assert_eq!(
+            config(&vars).unwrap().destination_account_id.as_deref(),
+            Some("222222222222")
+        );
+        let mut vars = BUCKETS.to_vec();
+        vars.push(("DESTINATION_ACCOUNT_ID", "2222-2222"));
+        assert_eq!(
+            config(&vars).unwrap_err().variable,
+            "DESTINATION_ACCOUNT_ID"
         );
     }
 

@@ -90,11 +90,24 @@ pub struct Summary {
     pub bytes: i64,
     /// The first failures, by name.
     pub failures: Vec<FailedObject>,
+    /// The longest time from an event to its copy, for the metrics.
+    #[serde(skip)]
+    pub max_lag_ms: Option<u64>,
 }
 
 impl Summary {
     fn total(&self) -> usize {
         self.copied + self.deleted + self.skipped + self.failed
+    }
+
+    fn metrics(&self) -> crate::metrics::InvocationMetrics {
+        crate::metrics::InvocationMetrics {
+            copied: self.copied as u64,
+            skipped: (self.skipped + self.deleted) as u64,
+            failed: self.failed as u64,
+            bytes: self.bytes,
+            max_lag_ms: self.max_lag_ms,
+        }
     }
 
     fn record_failure(&mut self, failure: FailedObject) {
@@ -109,6 +122,11 @@ impl Summary {
             Outcome::Copied { bytes, .. } => {
                 self.copied += 1;
                 self.bytes += bytes;
+                let lag = event
+                    .event_time
+                    .as_deref()
+                    .and_then(crate::metrics::lag_since);
+                self.max_lag_ms = self.max_lag_ms.max(lag);
             }
             Outcome::Deleted { .. } => self.deleted += 1,
             Outcome::Skipped(_) => self.skipped += 1,
@@ -141,6 +159,17 @@ pub struct InvocationContext<'a> {
     pub function_arn: Option<&'a str>,
     /// The Lambda client built at init, for invoking itself again.
     pub lambda: Option<&'a aws_sdk_lambda::Client>,
+    /// The function's name, the dimension of its metrics; none outside Lambda (no metrics).
+    pub function_name: Option<&'a str>,
+}
+
+impl InvocationContext<'_> {
+    /// Writes the invocation's metric line, when running as a Lambda function.
+    fn emit_metrics(&self, metrics: &crate::metrics::InvocationMetrics) {
+        if let Some(name) = self.function_name {
+            crate::metrics::emit(name, metrics);
+        }
+    }
 }
 
 /// The Lambda entry point.
@@ -153,6 +182,7 @@ pub async fn handle(
         deadline: Some(event.context.deadline()),
         function_arn: Some(&event.context.invoked_function_arn),
         lambda: Some(lambda),
+        function_name: Some(&event.context.env_config.function_name),
     };
     handle_with_context(&event.payload, replicator, context).await
 }
@@ -179,7 +209,21 @@ pub async fn handle_with_context(
             client: context.lambda,
             function_arn: context.function_arn,
         };
-        let report = run_backfill(&request, replicator, context.deadline, invoker).await?;
+        let report = run_backfill(&request, replicator, context.deadline, invoker).await;
+        if let Ok(report) = &report {
+            context.emit_metrics(&crate::metrics::InvocationMetrics {
+                copied: report.copied,
+                skipped: report.skipped,
+                failed: report.failed,
+                bytes: report.bytes,
+                max_lag_ms: None,
+            });
+        }
+        return Ok(serde_json::to_value(&report?).unwrap_or(Value::Null));
+    }
+    if payload.get("doctor").is_some() {
+        let report = crate::doctor::run_doctor(replicator).await;
+        tracing::info!(healthy = report.healthy, "permission doctor ran");
         return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
     }
     if is_batch_job(payload) {
@@ -200,6 +244,7 @@ pub async fn handle_with_context(
         Invocation::Direct(records) => {
             let summary = replicate_records(records, replicator).await;
             log_summary(&summary);
+            context.emit_metrics(&summary.metrics());
             if let Some(first) = summary.failures.first() {
                 return Err(HandlerError::ObjectsFailed {
                     failed: summary.failed,
@@ -210,7 +255,8 @@ pub async fn handle_with_context(
             Ok(serde_json::to_value(&summary).unwrap_or(Value::Null))
         }
         Invocation::Queue(messages) => {
-            let response = replicate_queue_batch(messages, replicator).await;
+            let (response, summary) = replicate_queue_batch(messages, replicator).await;
+            context.emit_metrics(&summary.metrics());
             Ok(serde_json::to_value(&response).unwrap_or(Value::Null))
         }
     }
@@ -253,7 +299,7 @@ async fn replicate_all(events: &[ObjectEvent], replicator: &Replicator) -> Vec<O
 async fn replicate_queue_batch(
     messages: Vec<crate::event::QueueMessage>,
     replicator: &Replicator,
-) -> SqsBatchResponse {
+) -> (SqsBatchResponse, Summary) {
     let mut summary = Summary::default();
     let mut owners = Vec::new();
     let mut events = Vec::new();
@@ -305,7 +351,7 @@ async fn replicate_queue_batch(
             response.batch_item_failures.push(failure);
         }
     }
-    response
+    (response, summary)
 }
 
 fn log_summary(summary: &Summary) {

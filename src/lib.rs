@@ -18,16 +18,20 @@
 //! - [`batch`]: S3 Batch Operations jobs.
 //! - [`handler`]: the Lambda handler and its responses (summary, error, partial batch response).
 //! - [`policy`]: the bucket policy account B attaches to its bucket.
+//! - [`doctor`]: checks every permission the configuration needs and names what is missing.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines.
 //! - [`cli`]: the commands the binary runs outside Lambda.
 
 pub mod backfill;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod handler;
 pub mod keys;
+pub mod metrics;
 pub mod multipart;
 pub mod parts;
 pub mod policy;
@@ -127,12 +131,20 @@ impl S3Clients {
     }
 }
 
-/// Runs the function under the Lambda runtime: configuration and client are built once, then
-/// every invocation is handled with them.
-pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
+/// Builds the replicator from the environment: configuration, SDK configuration and clients,
+/// once.
+pub async fn replicator_from_env() -> Result<(Replicator, aws_config::SdkConfig), ConfigError> {
     let config = Config::from_env()?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let clients = S3Clients::new(&sdk_config, &config)?;
+    Ok((Replicator::new(clients, config), sdk_config))
+}
+
+/// Runs the function under the Lambda runtime: configuration and clients are built once, then
+/// every invocation is handled with them.
+pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
+    let (replicator, sdk_config) = replicator_from_env().await?;
+    let (config, clients) = (replicator.config(), replicator.clients());
     tracing::info!(
         source_bucket = %config.source_bucket,
         source_region = %clients.source_region,
@@ -140,7 +152,6 @@ pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
         destination_region = %clients.destination_region,
         "replicator ready"
     );
-    let replicator = Replicator::new(clients, config);
     let lambda = aws_sdk_lambda::Client::new(&sdk_config);
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
         handle(event, &replicator, &lambda)

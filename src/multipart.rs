@@ -83,6 +83,7 @@ pub async fn copy_in_parts(
     if let Ok(existing) = destination
         .head_object()
         .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(destination_key)
         .send()
         .await
@@ -105,6 +106,7 @@ pub async fn copy_in_parts(
     let mut create = destination
         .create_multipart_upload()
         .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(destination_key)
         .set_content_type(head.content_type().map(str::to_string))
         .set_cache_control(head.cache_control().map(str::to_string))
@@ -150,6 +152,7 @@ pub async fn copy_in_parts(
     let complete = destination
         .complete_multipart_upload()
         .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(destination_key)
         .upload_id(&upload_id)
         .multipart_upload(
@@ -266,6 +269,7 @@ async fn copy_parts(
     }
     let target = PartTarget {
         client: destination,
+        owner: config.destination_account_id.as_deref(),
         bucket: &config.destination_bucket,
         key: destination_key,
         upload_id,
@@ -285,6 +289,7 @@ async fn copy_parts(
 /// Where the parts of one upload are copied to, and from.
 struct PartTarget<'a> {
     client: &'a Client,
+    owner: Option<&'a str>,
     bucket: &'a str,
     key: &'a str,
     upload_id: &'a str,
@@ -297,6 +302,7 @@ async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart
         .client
         .upload_part_copy()
         .bucket(target.bucket)
+        .set_expected_bucket_owner(target.owner.map(str::to_string))
         .key(target.key)
         .upload_id(target.upload_id)
         .part_number(part.number)
@@ -323,6 +329,7 @@ async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str
     let aborted = destination
         .abort_multipart_upload()
         .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(key)
         .upload_id(upload_id)
         .send()
@@ -349,6 +356,7 @@ pub async fn verify(
     let replica = destination
         .head_object()
         .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(destination_key)
         .send()
         .await

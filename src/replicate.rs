@@ -373,6 +373,7 @@ impl Replicator {
             .bucket(&config.destination_bucket)
             .key(destination_key)
             .copy_source(encode_copy_source(&config.source_bucket, key))
+            .set_expected_bucket_owner(config.destination_account_id.clone())
             .set_copy_source_if_match(etag.map(str::to_string))
             .metadata_directive(MetadataDirective::Copy)
             .tagging_directive(TaggingDirective::Copy)
@@ -491,6 +492,7 @@ impl Replicator {
                 .destination()
                 .delete_object()
                 .bucket(&self.config.destination_bucket)
+                .set_expected_bucket_owner(self.config.destination_account_id.clone())
                 .key(&destination_key)
                 .send()
                 .await;

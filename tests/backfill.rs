@@ -372,6 +372,7 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
         deadline: Some(deadline),
         function_arn: Some(FUNCTION_ARN),
         lambda: Some(&lambda),
+        function_name: None,
     };
 
     let first = s3_replicator::handle_with_context(

@@ -168,6 +168,24 @@ async fn compiled_function_replicates_under_the_lambda_runtime_emulator() {
         .find(|line| line["fields"]["outcome"] == "copied")
         .unwrap_or_else(|| panic!("no JSON log line with outcome copied in: {logs}"));
     assert_eq!(copied["fields"]["key"], "bin/hello world.txt");
+    // The invocation's metrics, as a CloudWatch Embedded Metric Format line.
+    let metrics = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("_aws").is_some())
+        .unwrap_or_else(|| panic!("no EMF line in: {logs}"));
+    assert_eq!(
+        metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "S3Replicator"
+    );
+    assert_eq!(
+        (
+            metrics["ObjectsCopied"].as_u64(),
+            metrics["ObjectsFailed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(metrics["BytesCopied"], 5);
     assert_eq!(copied["fields"]["bytes"], 5);
     assert!(
         !logs.contains(&keys.secret_access_key),

@@ -488,6 +488,10 @@ class AuthorizingApp:
         method = request.method
 
         self._check_region(bucket, key, method, query, credential[1])
+        self._check_expected_owner(bucket, headers.get("x-amz-expected-bucket-owner"))
+        if "x-amz-copy-source" in headers:
+            self._check_expected_owner(parse_copy_source(headers["x-amz-copy-source"])[0],
+                                       headers.get("x-amz-source-expected-bucket-owner"))
         checks = required_checks(method, bucket, key, query, headers)
         context = {
             "aws:securetransport": "false",
@@ -502,6 +506,16 @@ class AuthorizingApp:
         for check in checks:
             self._check(principal, check, context)
         return self._enforce_object_rules(principal, method, bucket, key, query, headers)
+
+    @staticmethod
+    def _check_expected_owner(bucket, expected):
+        """S3 refuses a request whose expected bucket owner is not the bucket's account."""
+        if not expected or not bucket:
+            return
+        account, _ = find_bucket(bucket)
+        if account is not None and account != expected:
+            raise Refused(403, "AccessDenied",
+                          f"Access Denied (bucket {bucket} is not owned by account {expected})")
 
     @staticmethod
     def _check_region(bucket, key, method, query, signed_region):
@@ -684,6 +698,7 @@ class TemplateRenderer:
         self.values.update({"AWS::Partition": PARTITION, "AWS::AccountId": account,
                             "AWS::Region": REGION, "AWS::StackName": "s3-replicator"})
         self.account = account
+        self.attributes = {}
         self.conditions = {}
         for name, expression in template.get("Conditions", {}).items():
             self.conditions[name] = bool(self.resolve(expression))
@@ -697,6 +712,13 @@ class TemplateRenderer:
             return name
         raise ValueError(f"cannot resolve Ref {name}")
 
+    def sub_name(self, name, names):
+        if name in names:
+            return names[name]
+        if "." in name:
+            return self.resolve({"Fn::GetAtt": name.split(".", 1)})
+        return self.ref(name)
+
     def resolve(self, node):
         if isinstance(node, list):
             return [v for v in (self.resolve(n) for n in node) if v is not NO_VALUE]
@@ -707,10 +729,12 @@ class TemplateRenderer:
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::Sub":
-                text = arg if isinstance(arg, str) else arg[0]
-                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.ref(m.group(1))), text)
+                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.sub_name(m.group(1), names)), text)
             if key == "Fn::GetAtt":
                 resource, attribute = arg
+                if (resource, attribute) in self.attributes:
+                    return self.attributes[(resource, attribute)]
                 if attribute == "Arn":
                     kind = self.template["Resources"][resource]["Type"].split("::")[1].lower()
                     return f"arn:aws:{kind}:{REGION}:{self.account}:{resource}"
@@ -730,15 +754,41 @@ class TemplateRenderer:
 
 
 def function_role_policies(parameters: dict, template_path: Path, account: str) -> dict:
+    """The function role's identity policies, as template.yaml grants them for `parameters`:
+    the role's inline policies and the (conditional) role policies attached to it."""
     template = yaml.load(template_path.read_text(), Loader=CfnLoader)
     renderer = TemplateRenderer(template, parameters, account)
-    roles = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    roles = {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     if len(roles) != 1:
         raise ValueError(f"template.yaml should define one IAM role, found {len(roles)}")
-    return {
+    (role_name, role), = roles.items()
+    policies = {
         policy["PolicyName"]: renderer.resolve(policy["PolicyDocument"])
-        for policy in roles[0]["Properties"]["Policies"]
+        for policy in role["Properties"]["Policies"]
     }
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::RolePolicy":
+            continue
+        if resource["Properties"]["RoleName"] != {"Ref": role_name}:
+            continue
+        if "Condition" in resource and not renderer.conditions[resource["Condition"]]:
+            continue
+        properties = resource["Properties"]
+        policies[properties["PolicyName"]] = renderer.resolve(properties["PolicyDocument"])
+    return policies
+
+
+def template_outputs(parameters: dict, template_path: Path, account: str, role_arn: str) -> dict:
+    """template.yaml's outputs for `parameters`, with the role's ARN as given."""
+    template = yaml.load(template_path.read_text(), Loader=CfnLoader)
+    renderer = TemplateRenderer(template, parameters, account)
+    renderer.attributes[("ReplicatorRole", "Arn")] = role_arn
+    outputs = {}
+    for name, output in template.get("Outputs", {}).items():
+        if "Condition" in output and not renderer.conditions[output["Condition"]]:
+            continue
+        outputs[name] = renderer.resolve(output["Value"])
+    return outputs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -818,7 +868,17 @@ class Harness:
                                                   ACCOUNTS["a"])
                 for name in body.get("drop_policies", []):
                     policies.pop(name)
+                dropped = set(body.get("drop_statements", []))
+                for document in policies.values():
+                    kept = [st for st in as_list(document["Statement"]) if st.get("Sid") not in dropped]
+                    dropped -= {st.get("Sid") for st in as_list(document["Statement"])}
+                    document["Statement"] = kept
+                if dropped:
+                    raise ValueError(f"no statements with Sid {sorted(dropped)} in template.yaml")
                 result = self.create_role("a", body["name"], policies)
+            elif route == "template-outputs":
+                result = template_outputs(body.get("parameters", {}), self.template, ACCOUNTS["a"],
+                                          body["role_arn"])
             elif route == "queue-notifications":
                 result = self.queue_notifications(body["bucket"], body["queue"])
             elif route == "receive":

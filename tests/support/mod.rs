@@ -195,6 +195,8 @@ pub struct WorldOptions {
     pub destination_region: Option<&'static str>,
     /// `DESTINATION_REGION` as configured, when it should differ from the bucket's real region.
     pub configured_destination_region: Option<&'static str>,
+    /// Statements (by Sid) left out of the role's identity policy from template.yaml.
+    pub drop_statements: Vec<&'static str>,
 }
 
 /// Account A with a source bucket and the function's role (its identity policy rendered from
@@ -211,6 +213,8 @@ pub struct World {
     pub env: Vec<(String, String)>,
     /// The function's own region (`AWS_REGION`).
     pub function_region: String,
+    /// The identity policies the role was given (rendered from template.yaml).
+    pub role_policies: Value,
 }
 
 impl World {
@@ -239,7 +243,8 @@ impl World {
                     "SourcePrefix": options.source_prefix,
                     "DestinationAcl": acl,
                     "ReplicateDeletes": options.replicate_deletes.to_string(),
-                }
+                },
+                "drop_statements": options.drop_statements,
             }),
         );
         let role_arn = role["role_arn"].as_str().unwrap().to_string();
@@ -259,6 +264,8 @@ impl World {
                     options.replicate_deletes.to_string(),
                 ),
                 ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+                ("DESTINATION_ACCOUNT_ID".into(), ACCOUNT_B.into()),
+                ("FUNCTION_ROLE_ARN".into(), role_arn.clone()),
                 (
                     "DESTINATION_REGION".into(),
                     options
@@ -268,6 +275,7 @@ impl World {
                 ),
             ],
             function_region: source_region.to_string(),
+            role_policies: role["policies"].clone(),
             source_bucket,
             destination_bucket,
             admin_a,

@@ -1,0 +1,199 @@
+//! The permission doctor on the emulator, with grants removed one at a time; and the bucket
+//! policy template.yaml outputs, which must be the one the project generates.
+
+mod support;
+
+use s3_replicator::doctor::{DoctorReport, Status, run_doctor};
+use s3_replicator::handle_payload;
+use serde_json::json;
+use support::{World, WorldOptions};
+
+fn status(report: &DoctorReport, name: &str) -> Status {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report:?}"))
+        .status
+}
+
+fn failing(report: &DoctorReport) -> Vec<&'static str> {
+    report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.name)
+        .collect()
+}
+
+async fn doctor(world: &World) -> DoctorReport {
+    run_doctor(&world.replicator().await).await
+}
+
+#[tokio::test]
+async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
+    let world = World::new(
+        "doctorok",
+        WorldOptions {
+            replicate_deletes: true,
+            destination_prefix: "from-a/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    world.put_source("sample.txt", b"x").await;
+    let empty = doctor(&world).await;
+    assert!(empty.healthy, "{}", empty.to_table());
+    assert_eq!(status(&empty, "read destination head"), Status::Skip);
+    // With a replica in place, reading its head is checked too.
+    handle_payload(
+        &support::s3_event("s3-put.json", &world.source_bucket, "sample.txt"),
+        &world.replicator().await,
+    )
+    .await
+    .unwrap();
+    let report = doctor(&world).await;
+    assert!(report.healthy, "{}", report.to_table());
+    for name in [
+        "list source",
+        "read source object",
+        "write destination",
+        "abort destination upload",
+        "read destination head",
+        "delete in destination",
+        "list destination",
+    ] {
+        assert_eq!(
+            status(&report, name),
+            Status::Pass,
+            "{name}: {}",
+            report.to_table()
+        );
+    }
+    assert_eq!(status(&report, "source versioning"), Status::Info);
+    assert_eq!(world.destination_keys().await, vec!["from-a/sample.txt"]);
+    let uploads = world
+        .admin_b
+        .list_multipart_uploads()
+        .bucket(&world.destination_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+
+    // The same through an invocation.
+    let invoked = handle_payload(&json!({"doctor": {}}), &world.replicator().await)
+        .await
+        .unwrap();
+    assert_eq!(invoked["healthy"], true, "{invoked}");
+}
+
+#[tokio::test]
+async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
+    let world = World::new(
+        "doctornopolicy",
+        WorldOptions {
+            without_bucket_policy: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    world.put_source("sample.txt", b"x").await;
+    let report = doctor(&world).await;
+    assert!(!report.healthy);
+    assert_eq!(
+        failing(&report),
+        vec!["write destination", "list destination"]
+    );
+    let write = report
+        .checks
+        .iter()
+        .find(|c| c.name == "write destination")
+        .unwrap();
+    assert_eq!(write.error_code.as_deref(), Some("AccessDenied"));
+    assert!(write.fix_location.as_deref().unwrap().contains(&format!(
+        "the bucket policy of {} (account B)",
+        world.destination_bucket
+    )));
+    let statement = write.fix_statement.as_ref().unwrap();
+    assert_eq!(statement["Principal"]["AWS"], world.role_arn);
+    assert_eq!(statement, &world.grant().bucket_policy()["Statement"][0]);
+    // S3 said which policy lacks the grant: the bucket policy.
+    assert!(
+        write
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("no resource-based policy")
+    );
+    let table = report.to_table();
+    assert!(table.contains("FAIL  write destination"), "{table}");
+    assert!(table.contains("NOT healthy"), "{table}");
+}
+
+#[tokio::test]
+async fn each_identity_statement_removed_fails_the_checks_that_need_it() {
+    let cases: [(&str, &[&str]); 4] = [
+        ("ListSourceBucket", &["list source"]),
+        ("ReadSourceObjects", &["read source object"]),
+        ("WriteReplicas", &["write destination"]),
+        ("ListDestinationBucket", &["list destination"]),
+    ];
+    for (sid, expected) in cases {
+        let world = World::new(
+            "doctorsid",
+            WorldOptions {
+                drop_statements: vec![sid],
+                ..Default::default()
+            },
+        )
+        .await;
+        world.put_source("sample.txt", b"x").await;
+        let report = doctor(&world).await;
+        assert_eq!(
+            failing(&report),
+            expected.to_vec(),
+            "without {sid}: {}",
+            report.to_table()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_template_outputs_the_bucket_policy_the_project_generates() {
+    for (prefix, acl, deletes) in [
+        ("", "bucket-owner-full-control", "false"),
+        ("from-a/", "none", "true"),
+    ] {
+        let world = World::new(
+            "templateoutput",
+            WorldOptions {
+                destination_prefix: prefix.into(),
+                destination_acl: Some(acl),
+                replicate_deletes: deletes == "true",
+                ..Default::default()
+            },
+        )
+        .await;
+        let outputs = world.emulator.harness(
+            "template-outputs",
+            json!({
+                "role_arn": world.role_arn,
+                "parameters": {
+                    "SourceBucket": world.source_bucket,
+                    "DestinationBucket": world.destination_bucket,
+                    "DestinationPrefix": prefix,
+                    "DestinationAcl": acl,
+                    "ReplicateDeletes": deletes,
+                }
+            }),
+        );
+        let from_template: serde_json::Value =
+            serde_json::from_str(outputs["DestinationBucketPolicy"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            from_template,
+            world.grant().bucket_policy(),
+            "prefix {prefix:?}, acl {acl}"
+        );
+    }
+}
