@@ -136,12 +136,7 @@ pub async fn run_doctor(replicator: &Replicator) -> DoctorReport {
         .max_keys(1)
         .send()
         .await;
-    let sample = listing
-        .as_ref()
-        .ok()
-        .and_then(|page| page.contents().first())
-        .and_then(|object| object.key())
-        .map(str::to_string);
+    let sample = first_key(&listing);
     checks.push(outcome(
         "list source",
         vec!["s3:ListBucket"],
@@ -287,12 +282,7 @@ pub async fn run_doctor(replicator: &Replicator) -> DoctorReport {
         .max_keys(1)
         .send()
         .await;
-    let replica = listed
-        .as_ref()
-        .ok()
-        .and_then(|page| page.contents().first())
-        .and_then(|object| object.key())
-        .map(str::to_string);
+    let replica = first_key(&listed);
     checks.push(outcome(
         "list destination",
         vec!["s3:ListBucket"],
@@ -372,6 +362,18 @@ pub async fn run_doctor(replicator: &Replicator) -> DoctorReport {
 
     let healthy = checks.iter().all(|c| c.status != Status::Fail);
     DoctorReport { healthy, checks }
+}
+
+/// The first key of a listing that succeeded.
+fn first_key<E>(
+    listing: &Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, E>,
+) -> Option<String> {
+    listing
+        .as_ref()
+        .ok()
+        .and_then(|page| page.contents().first())
+        .and_then(|object| object.key())
+        .map(str::to_string)
 }
 
 fn identity_statement(actions: &[&str], resource: &str) -> Value {
