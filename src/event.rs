@@ -313,12 +313,12 @@ fn decode_eventbridge(value: &Value) -> Result<ObjectEvent, EventError> {
     let raw = event.detail.object.key;
     // The documentation does not say how EventBridge encodes keys: read the key the way S3
     // notifications encode it, and keep the raw text to try when that reading names nothing.
+    if raw.is_empty() {
+        return Err(EventError("EventBridge event with an empty key".into()));
+    }
     let (key, alternate_key) = match decode_event_key(&raw) {
         Ok(decoded) if decoded != raw => (decoded, Some(raw)),
-        Ok(_) | Err(_) if raw.is_empty() => {
-            return Err(EventError("EventBridge event with an empty key".into()));
-        }
-        Ok(_) | Err(_) => (raw, None),
+        _ => (raw, None),
     };
     Ok(ObjectEvent {
         kind,
