@@ -543,3 +543,28 @@ async fn copies_tags_set_after_the_upload() {
     assert_eq!(tags.tag_set().len(), 1);
     assert_eq!(tags.tag_set()[0].value(), "final");
 }
+
+#[tokio::test]
+async fn duplicated_and_out_of_order_events_converge_on_the_current_object() {
+    let world = World::new("order", WorldOptions::default()).await;
+    let replicator = world.replicator().await;
+    let event = |sequencer: &str| {
+        let mut event = s3_event("s3-put.json", &world.source_bucket, "ledger.csv");
+        event["Records"][0]["s3"]["object"]["sequencer"] = json!(sequencer);
+        event
+    };
+    world.put_source("ledger.csv", b"version 1").await;
+    let first = event("0055AED6DCD90281E5");
+    world.put_source("ledger.csv", b"version 2, newer").await;
+    let second = event("0055AED6DCD90281E6");
+    // The newer event, then the older one, then each again: every delivery succeeds and the
+    // replica is the source's current object each time, never the older version.
+    for delivery in [&second, &first, &second, &first] {
+        let summary = handle_payload(delivery, &replicator).await.unwrap();
+        assert_eq!(summary["failed"], 0, "{summary}");
+        assert_eq!(
+            world.destination_body("ledger.csv").await,
+            b"version 2, newer"
+        );
+    }
+}
