@@ -63,7 +63,24 @@ pub struct Config {
     /// `FUNCTION_ROLE_ARN`: the function's execution role, named in the grants the doctor and
     /// error messages ask for.
     pub function_role_arn: Option<String>,
+    /// `S3_ATTEMPT_TIMEOUT`: the longest one attempt of an S3 call may take (connection, request
+    /// and response), so that a stalled request is abandoned and retried instead of eating the
+    /// invocation.
+    pub attempt_timeout: std::time::Duration,
+    /// `S3_MAX_ATTEMPTS`: attempts per S3 call (adaptive retry mode: exponential backoff with
+    /// jitter, and a client-side rate limit that slows down when S3 answers SlowDown).
+    pub max_attempts: u32,
+    /// `S3_RETRY_MODE`: `adaptive` (default: backoff with jitter, and a client-side rate limit
+    /// that slows down when S3 answers SlowDown) or `standard` (backoff with jitter only).
+    pub adaptive_retry: bool,
 }
+
+/// The default `S3_ATTEMPT_TIMEOUT`: long enough for a `CopyObject` or `UploadPartCopy` of
+/// 256 MiB, short enough to retry twice within the template's 120-second timeout.
+pub const DEFAULT_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The default `S3_MAX_ATTEMPTS`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// The default `MULTIPART_THRESHOLD`: 256 MiB.
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 256 * crate::parts::MIB;
@@ -162,6 +179,34 @@ impl Config {
                 })
                 .transpose()?,
             function_role_arn: get("FUNCTION_ROLE_ARN"),
+            attempt_timeout: match get("S3_ATTEMPT_TIMEOUT") {
+                None => DEFAULT_ATTEMPT_TIMEOUT,
+                Some(value) => humantime::parse_duration(value.trim())
+                    .ok()
+                    .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(900))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "S3_ATTEMPT_TIMEOUT",
+                            format!("{value:?} is not allowed: use a duration up to 15m, for example 30s or 500ms"),
+                        )
+                    })?,
+            },
+            max_attempts: count(
+                "S3_MAX_ATTEMPTS",
+                get("S3_MAX_ATTEMPTS"),
+                DEFAULT_MAX_ATTEMPTS as usize,
+                20,
+            )? as u32,
+            adaptive_retry: match get("S3_RETRY_MODE").as_deref() {
+                None | Some("adaptive") => true,
+                Some("standard") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "S3_RETRY_MODE",
+                        format!("{other:?} is not allowed: use adaptive or standard"),
+                    ));
+                }
+            },
         })
     }
 }
@@ -405,6 +450,28 @@ mod tests {
             config(&BUCKETS).unwrap().part_concurrency,
             DEFAULT_PART_CONCURRENCY
         );
+    }
+
+    #[test]
+    fn parses_timeouts_and_attempts() {
+        let mut vars = BUCKETS.to_vec();
+        vars.extend([("S3_ATTEMPT_TIMEOUT", "1500ms"), ("S3_MAX_ATTEMPTS", "3")]);
+        let c = config(&vars).unwrap();
+        assert_eq!(c.attempt_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(
+            config(&BUCKETS).unwrap().attempt_timeout,
+            DEFAULT_ATTEMPT_TIMEOUT
+        );
+        for bad in ["soon", "0s", "1h"] {
+            let mut vars = BUCKETS.to_vec();
+            vars.push(("S3_ATTEMPT_TIMEOUT", bad));
+            assert_eq!(
+                config(&vars).unwrap_err().variable,
+                "S3_ATTEMPT_TIMEOUT",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

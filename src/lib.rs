@@ -76,10 +76,18 @@ impl S3Clients {
         };
         let source_region = resolve(&config.source_region, "SOURCE_REGION")?;
         let destination_region = resolve(&config.destination_region, "DESTINATION_REGION")?;
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .operation_attempt_timeout(config.attempt_timeout)
+            .build();
+        let retries = aws_sdk_s3::config::retry::RetryConfig::adaptive()
+            .with_max_attempts(config.max_attempts);
         let build = |region: &str| {
             let s3_config = aws_sdk_s3::config::Builder::from(sdk_config)
                 .region(Region::new(region.to_string()))
                 .force_path_style(config.force_path_style)
+                .timeout_config(timeouts.clone())
+                .retry_config(retries.clone())
                 .build();
             Client::from_conf(s3_config)
         };

@@ -3,6 +3,8 @@
 //! fixtures from `events/`.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -160,10 +162,20 @@ impl Emulator {
     /// The SDK configuration the function builds at init, with the function role's keys in
     /// place of Lambda's environment.
     pub async fn sdk_config(&self, keys: &Keys, region: &str) -> aws_config::SdkConfig {
+        self.sdk_config_at(keys, region, &self.endpoint).await
+    }
+
+    /// The same, with requests sent to `endpoint` (a proxy in front of the emulator).
+    pub async fn sdk_config_at(
+        &self,
+        keys: &Keys,
+        region: &str,
+        endpoint: &str,
+    ) -> aws_config::SdkConfig {
         let credentials = keys.credentials();
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .credentials_provider(credentials)
             .load()
             .await
@@ -344,6 +356,17 @@ impl World {
         function_region: &str,
         extra: &[(&str, &str)],
     ) -> s3_replicator::Replicator {
+        self.replicator_via(&self.emulator.endpoint.clone(), function_region, extra)
+            .await
+    }
+
+    /// The function sending its S3 calls to `endpoint` (a proxy in front of the emulator).
+    pub async fn replicator_via(
+        &self,
+        endpoint: &str,
+        function_region: &str,
+        extra: &[(&str, &str)],
+    ) -> s3_replicator::Replicator {
         let env: Vec<(String, String)> = self
             .env
             .iter()
@@ -356,7 +379,7 @@ impl World {
                 .unwrap();
         let sdk = self
             .emulator
-            .sdk_config(&self.function_keys, function_region)
+            .sdk_config_at(&self.function_keys, function_region, endpoint)
             .await;
         let clients = s3_replicator::S3Clients::new(&sdk, &config).unwrap();
         s3_replicator::Replicator::new(clients, config)
