@@ -10,7 +10,7 @@ use futures::StreamExt;
 use s3_replicator::backfill::{BackfillReport, BackfillRequest, SelfInvoker, run_backfill};
 use s3_replicator::handle_payload;
 use serde_json::{Value, json};
-use support::{World, WorldOptions, fixture};
+use support::{World, WorldOptions, etags, fixture};
 
 async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
     futures::stream::iter(objects)
@@ -27,25 +27,6 @@ async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
-}
-
-async fn etags(client: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, String> {
-    let mut listing = BTreeMap::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for object in page.unwrap().contents() {
-            listing.insert(
-                object.key().unwrap().to_string(),
-                object.e_tag().unwrap().to_string(),
-            );
-        }
-    }
-    listing
 }
 
 async fn backfill(world: &World, request: Value, deadline: Option<SystemTime>) -> BackfillReport {

@@ -7,16 +7,15 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_s3::Client;
 use futures::StreamExt;
 use s3_replicator::backfill::{BackfillError, BackfillRequest, SelfInvoker, run_backfill};
 use s3_replicator::handle_payload;
 use serde_json::{Value, json};
 use support::fault_proxy::FaultProxy;
-use support::{World, WorldOptions, fixture, s3_event};
+use support::{World, WorldOptions, etags, fixture, s3_event};
 
 const OBJECTS: usize = 1000;
 const FAULT_PERCENT: u64 = 20;
@@ -50,28 +49,10 @@ async fn put_objects(world: &World) {
         .await;
 }
 
-async fn etags(client: &Client, bucket: &str) -> BTreeMap<String, String> {
-    let mut listing = BTreeMap::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for object in page.unwrap().contents() {
-            listing.insert(
-                object.key().unwrap().to_string(),
-                object.e_tag().unwrap().to_string(),
-            );
-        }
-    }
-    listing
-}
-
 /// Every replica equals its source (ETag: an MD5 of the bytes) and carries its metadata.
 async fn assert_replicated_intact(world: &World) {
-    let source = etags(&world.admin_a, &world.source_bucket).await;
-    let replicas = etags(&world.admin_b, &world.destination_bucket).await;
+    let source = etags(&world.admin_a, &world.source_bucket, "").await;
+    let replicas = etags(&world.admin_b, &world.destination_bucket, "").await;
     assert_eq!(replicas, source, "B differs from A");
     let heads: Vec<_> = futures::stream::iter(source.keys())
         .map(|key| async move {
@@ -168,8 +149,8 @@ async fn event_mode_loses_nothing_under_faults() {
         }
         // What the function reported: succeeded messages must be in B intact, failed ones not
         // (every fault happens before a request reaches S3).
-        let replicas = etags(&world.admin_b, &world.destination_bucket).await;
-        let source = etags(&world.admin_a, &world.source_bucket).await;
+        let replicas = etags(&world.admin_b, &world.destination_bucket, "").await;
+        let source = etags(&world.admin_a, &world.source_bucket, "").await;
         let failed_set: BTreeSet<&String> = failed.iter().collect();
         for (id, _) in &pending {
             let key = key_of(id);

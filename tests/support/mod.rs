@@ -443,6 +443,30 @@ pub async fn create_bucket(client: &Client, bucket: &str, region: &str) {
         .unwrap_or_else(|e| panic!("create {bucket} in {region}: {e:?}"));
 }
 
+/// Key → ETag of every object under `prefix`, as `client` lists them.
+pub async fn etags(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut listing = std::collections::BTreeMap::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.unwrap().contents() {
+            listing.insert(
+                object.key().unwrap().to_string(),
+                object.e_tag().unwrap().to_string(),
+            );
+        }
+    }
+    listing
+}
+
 /// Encodes a key the way S3 writes it into event notifications
 /// (`application/x-www-form-urlencoded`).
 pub fn form_encode(key: &str) -> String {
