@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
+from emulator_client import free_port, harness, s3, start_emulator, stop, wait_for_port
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = ROOT / "target" / "debug" / "s3-replicator"
@@ -38,37 +34,12 @@ UPLOADS = {
 }
 
 
-def harness(endpoint: str, route: str, body: dict | None = None, query: str = "") -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{endpoint}/_harness/{route}{query}", data=data,
-                                     headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.load(response)
 
 
-def s3(endpoint: str, keys: dict):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=keys["access_key_id"],
-                        aws_secret_access_key=keys["secret_access_key"],
-                        aws_session_token=keys.get("session_token"),
-                        config=Config(s3={"addressing_style": "path"}))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"cargo lambda watch did not listen on port {port}")
 
 
 def step(text: str) -> None:
@@ -77,11 +48,9 @@ def step(text: str) -> None:
 
 def main() -> int:
     step("starting the S3 emulator (accounts 111111111111 = A, 222222222222 = B)")
-    emulator = subprocess.Popen([sys.executable, str(ROOT / "tests/emulator/server.py")],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    emulator, info = start_emulator()
     processes = [emulator]
     try:
-        info = json.loads(emulator.stdout.readline())
         endpoint = info["endpoint"]
         admin_a, admin_b = s3(endpoint, info["accounts"]["a"]), s3(endpoint, info["accounts"]["b"])
         print(f"emulator at {endpoint}")
@@ -147,8 +116,7 @@ def main() -> int:
         listed = admin_b.list_objects_v2(Bucket=destination).get("Contents", [])
         for item in listed:
             key = item["Key"]
-            owner = harness(endpoint, "object-owner",
-                            query="?" + urllib.parse.urlencode({"bucket": destination, "key": key}))
+            owner = harness(endpoint, "object-owner", query={"bucket": destination, "key": key})
             tags = admin_b.get_object_tagging(Bucket=destination, Key=key)["TagSet"]
             head = admin_b.head_object(Bucket=destination, Key=key)
             tag_text = ",".join(f"{t['Key']}={t['Value']}" for t in tags) or "-"
@@ -168,12 +136,7 @@ def main() -> int:
         print(f"\n{len(UPLOADS) - problems} of {len(UPLOADS)} objects replicated intact")
         return 1 if problems else 0
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
 
 
 if __name__ == "__main__":

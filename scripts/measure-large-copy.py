@@ -13,52 +13,27 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
+from emulator_client import free_port, harness, s3, start_emulator, stop, wait_for_port
+
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = ROOT / "target" / "release" / "s3-replicator"
 MIB = 1024 * 1024
 
 
-def harness(endpoint: str, route: str, body: dict) -> dict:
-    request = urllib.request.Request(f"{endpoint}/_harness/{route}", data=json.dumps(body).encode(),
-                                     headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.load(response)
 
 
-def s3(endpoint: str, keys: dict):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=keys["access_key_id"],
-                        aws_secret_access_key=keys["secret_access_key"],
-                        aws_session_token=keys.get("session_token"),
-                        config=Config(s3={"addressing_style": "path"}, read_timeout=600))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def wait_for_port(port: int) -> None:
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listens on port {port}")
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -81,11 +56,9 @@ class Zeroes:
 
 
 def main() -> int:
-    emulator = subprocess.Popen([sys.executable, str(ROOT / "tests/emulator/server.py")],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    emulator, info = start_emulator()
     processes = [emulator]
     try:
-        info = json.loads(emulator.stdout.readline())
         endpoint = info["endpoint"]
         admin_a, admin_b = s3(endpoint, info["accounts"]["a"]), s3(endpoint, info["accounts"]["b"])
         source, destination = "large-source-a", "large-replica-b"
@@ -158,12 +131,7 @@ def main() -> int:
             print(f"| {row['object']} | {row['mode']} | {row['seconds']} | {row['peak_rss_mib']} |")
         return 0
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
 
 
 if __name__ == "__main__":

@@ -80,13 +80,7 @@ pub async fn copy_in_parts(
     let etag = head.e_tag().unwrap_or_default();
 
     // A repeated event for a large object: do not copy gigabytes again.
-    if let Ok(existing) = destination
-        .head_object()
-        .bucket(&config.destination_bucket)
-        .set_expected_bucket_owner(config.destination_account_id.clone())
-        .key(destination_key)
-        .send()
-        .await
+    if let Ok(existing) = head_replica(destination, config, destination_key).await
         && existing.content_length().unwrap_or(-1) as u64 == size
         && existing.e_tag() == Some(etag)
     {
@@ -345,6 +339,22 @@ async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str
     }
 }
 
+/// The head of the replica at `destination_key`.
+async fn head_replica(
+    destination: &Client,
+    config: &Config,
+    destination_key: &str,
+) -> Result<HeadObjectOutput, S3Failure> {
+    destination
+        .head_object()
+        .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .key(destination_key)
+        .send()
+        .await
+        .map_err(classify)
+}
+
 /// Checks the replica against the source: the size always, the ETag where it must match.
 pub async fn verify(
     destination: &Client,
@@ -353,14 +363,9 @@ pub async fn verify(
     size: u64,
     etag: Option<&str>,
 ) -> Result<(), CopyError> {
-    let replica = destination
-        .head_object()
-        .bucket(&config.destination_bucket)
-        .set_expected_bucket_owner(config.destination_account_id.clone())
-        .key(destination_key)
-        .send()
+    let replica = head_replica(destination, config, destination_key)
         .await
-        .map_err(|e| CopyError::s3("HeadObject", Side::Destination)(classify(e)))?;
+        .map_err(CopyError::s3("HeadObject", Side::Destination))?;
     let replica_size = replica.content_length().unwrap_or(-1);
     if replica_size != size as i64 {
         return Err(CopyError::Mismatch(format!(
