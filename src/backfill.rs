@@ -33,6 +33,72 @@ const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 /// Pages of listing fetched ahead of the merge.
 const PAGES_AHEAD: usize = 2;
 
+/// After lowering its concurrency, a backfill waits this long before lowering it again, so that
+/// one burst of `503 Slow Down` (the requests in flight, and their retries) counts once.
+const SLOW_DOWN_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// How many copies a backfill runs at once: it starts at `BACKFILL_CONCURRENCY`, halves when S3
+/// answers `503 Slow Down` (at most once per [`SLOW_DOWN_COOLDOWN`]), and grows back by one
+/// copy for each window of copies finished without one (additive increase, multiplicative
+/// decrease).
+#[derive(Debug, Clone)]
+struct Concurrency {
+    limit: usize,
+    ceiling: usize,
+    /// Copies finished without a `503` since the limit last changed.
+    credit: usize,
+    slow_downs_seen: u64,
+    last_cut: Option<Instant>,
+    lowest: usize,
+}
+
+impl Concurrency {
+    fn new(ceiling: usize, slow_downs: u64) -> Self {
+        let ceiling = ceiling.max(1);
+        Self {
+            limit: ceiling,
+            ceiling,
+            credit: 0,
+            slow_downs_seen: slow_downs,
+            last_cut: None,
+            lowest: ceiling,
+        }
+    }
+
+    /// The copies that may run at once now.
+    fn current(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes in the `503` count after a copy finished: halves the limit if it grew (and the
+    /// last cut is older than the cooldown); else adds one to the limit once `limit` copies
+    /// have finished since it last changed. Returns the new limit when it was halved.
+    fn finished(&mut self, slow_downs: u64, now: Instant) -> Option<usize> {
+        if slow_downs > self.slow_downs_seen {
+            self.slow_downs_seen = slow_downs;
+            let cooled = self
+                .last_cut
+                .is_none_or(|at| now.duration_since(at) >= SLOW_DOWN_COOLDOWN);
+            if !cooled {
+                return None;
+            }
+            self.last_cut = Some(now);
+            self.limit = (self.limit / 2).max(1);
+            self.credit = 0;
+            self.lowest = self.lowest.min(self.limit);
+            return Some(self.limit);
+        }
+        if self.limit < self.ceiling {
+            self.credit += 1;
+            if self.credit >= self.limit {
+                self.limit += 1;
+                self.credit = 0;
+            }
+        }
+        None
+    }
+}
+
 /// What a backfill invocation asks for: `{"backfill": {...}}`. Every field has a default, so
 /// `{"backfill": {}}` replicates the whole source.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -112,6 +178,12 @@ pub struct BackfillReport {
     pub continued: bool,
     /// Which hop this was.
     pub hop: u32,
+    /// `503 Slow Down` answers S3 gave during this invocation (retries included).
+    pub slow_downs: u64,
+    /// The lowest concurrency the backfill went down to after a `503 Slow Down`.
+    pub lowest_concurrency: usize,
+    /// The concurrency when the invocation ended.
+    pub concurrency: usize,
 }
 
 /// Why a backfill stopped before its listing was exhausted, apart from the deadline.
@@ -450,14 +522,15 @@ pub async fn run_backfill(
     };
 
     let shared = Arc::new(replicator.clone());
-    let concurrency = config.backfill_concurrency;
+    let slow_downs_before = replicator.clients().slow_downs();
+    let mut concurrency = Concurrency::new(config.backfill_concurrency, slow_downs_before);
     let mut in_flight: FuturesOrdered<BoxFuture<'static, Finished>> = FuturesOrdered::new();
     let mut watermark: Option<String> = None;
     let mut exhausted = false;
     let mut failed_listing = None;
     let mut launched = false;
     loop {
-        while !exhausted && failed_listing.is_none() && in_flight.len() < concurrency {
+        while !exhausted && failed_listing.is_none() && in_flight.len() < concurrency.current() {
             if launched && stop_at.is_some_and(|at| Instant::now() >= at) {
                 break;
             }
@@ -476,8 +549,19 @@ pub async fn run_backfill(
         };
         record(&mut report, &config.source_bucket, &finished);
         watermark = Some(finished.key);
+        let slow_downs = replicator.clients().slow_downs();
+        if let Some(lowered) = concurrency.finished(slow_downs, Instant::now()) {
+            tracing::warn!(
+                concurrency = lowered,
+                slow_downs = slow_downs - slow_downs_before,
+                "S3 asked to slow down: backfill concurrency lowered"
+            );
+        }
     }
     drop(merge);
+    report.slow_downs = replicator.clients().slow_downs() - slow_downs_before;
+    report.lowest_concurrency = concurrency.lowest;
+    report.concurrency = concurrency.current();
 
     tracing::info!(
         hop = report.hop,
@@ -489,6 +573,8 @@ pub async fn run_backfill(
         failed = report.failed,
         bytes = report.bytes,
         planned = report.planned,
+        slow_downs = report.slow_downs,
+        concurrency = report.concurrency,
         exhausted,
         "backfill progress"
     );
@@ -717,6 +803,59 @@ mod tests {
             etag: Some(etag.into()),
             last_modified: Some(aws_sdk_s3::primitives::DateTime::from_secs(modified)),
         }
+    }
+
+    #[test]
+    fn concurrency_halves_on_slow_down_once_per_cooldown() {
+        let start = Instant::now();
+        let mut concurrency = Concurrency::new(64, 7);
+        assert_eq!(concurrency.current(), 64);
+        // A finished copy with no new 503: the limit stays at the ceiling.
+        assert_eq!(concurrency.finished(7, start), None);
+        assert_eq!(concurrency.current(), 64);
+        assert_eq!(concurrency.finished(8, start), Some(32));
+        // More 503s within the cooldown (the same burst) do not cut again.
+        assert_eq!(
+            concurrency.finished(12, start + Duration::from_millis(500)),
+            None
+        );
+        assert_eq!(concurrency.current(), 32);
+        let later = start + SLOW_DOWN_COOLDOWN;
+        assert_eq!(concurrency.finished(13, later), Some(16));
+        for step in 2..=6 {
+            let at = later + SLOW_DOWN_COOLDOWN * step;
+            concurrency.finished(13 + u64::from(step), at);
+        }
+        // Never below one copy at a time.
+        assert_eq!(concurrency.current(), 1);
+        assert_eq!(concurrency.lowest, 1);
+    }
+
+    #[test]
+    fn concurrency_grows_back_by_one_per_window() {
+        let start = Instant::now();
+        let mut concurrency = Concurrency::new(64, 0);
+        concurrency.finished(1, start);
+        concurrency.finished(2, start + SLOW_DOWN_COOLDOWN);
+        assert_eq!(concurrency.current(), 16);
+        // 16 copies finished without a 503 (one window) add one copy, not sixteen.
+        for _ in 0..16 {
+            assert_eq!(concurrency.finished(2, start), None);
+        }
+        assert_eq!(concurrency.current(), 17);
+        // Back to the ceiling only after many windows, and never above it.
+        let mut finished = 16;
+        while concurrency.current() < 64 {
+            concurrency.finished(2, start);
+            finished += 1;
+        }
+        // 16 + 17 + ... + 63 copies.
+        assert_eq!(finished, (16..64).sum::<usize>());
+        for _ in 0..1000 {
+            concurrency.finished(2, start);
+        }
+        assert_eq!(concurrency.current(), 64);
+        assert_eq!(concurrency.lowest, 16);
     }
 
     #[test]

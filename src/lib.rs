@@ -37,8 +37,13 @@ pub mod parts;
 pub mod policy;
 pub mod replicate;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::Region;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, Region, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 
 pub use config::{Config, ConfigError};
 pub use handler::{InvocationContext, handle, handle_payload, handle_with_context};
@@ -57,6 +62,37 @@ pub struct S3Clients {
     pub source_region: String,
     /// The region of the destination bucket (`DESTINATION_REGION`, else the function's region).
     pub destination_region: String,
+    slow_downs: SlowDowns,
+}
+
+/// Counts the `503` answers (`SlowDown`, `ServiceUnavailable`) S3 gives any of the clients, one
+/// per attempt, retries included: the signal a backfill lowers its concurrency on.
+#[derive(Debug, Clone, Default)]
+pub struct SlowDowns(Arc<AtomicU64>);
+
+impl SlowDowns {
+    /// The answers counted so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for SlowDowns {
+    fn name(&self) -> &'static str {
+        "SlowDowns"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context.response().status().as_u16() == 503 {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 impl S3Clients {
@@ -80,14 +116,20 @@ impl S3Clients {
             .connect_timeout(std::time::Duration::from_secs(3))
             .operation_attempt_timeout(config.attempt_timeout)
             .build();
-        let retries = aws_sdk_s3::config::retry::RetryConfig::adaptive()
-            .with_max_attempts(config.max_attempts);
+        let retries = if config.adaptive_retry {
+            aws_sdk_s3::config::retry::RetryConfig::adaptive()
+        } else {
+            aws_sdk_s3::config::retry::RetryConfig::standard()
+        }
+        .with_max_attempts(config.max_attempts);
+        let slow_downs = SlowDowns::default();
         let build = |region: &str| {
             let s3_config = aws_sdk_s3::config::Builder::from(sdk_config)
                 .region(Region::new(region.to_string()))
                 .force_path_style(config.force_path_style)
                 .timeout_config(timeouts.clone())
                 .retry_config(retries.clone())
+                .interceptor(slow_downs.clone())
                 .build();
             Client::from_conf(s3_config)
         };
@@ -112,7 +154,13 @@ impl S3Clients {
             destination,
             source_region,
             destination_region,
+            slow_downs,
         })
+    }
+
+    /// The `503` answers the clients have had so far.
+    pub fn slow_downs(&self) -> u64 {
+        self.slow_downs.count()
     }
 
     /// The client for `region`, if one was built for it.

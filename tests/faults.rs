@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -196,6 +197,7 @@ async fn backfill_loses_nothing_under_faults() {
 
     let mut copied = 0;
     let mut runs = Vec::new();
+    let (mut slow_downs, mut lowest_concurrency) = (0, 16);
     loop {
         assert!(
             runs.len() < 10,
@@ -226,9 +228,15 @@ async fn backfill_loses_nothing_under_faults() {
             Err(other) => panic!("{other}"),
         };
         copied += report["copied"].as_u64().unwrap();
+        slow_downs += report["slow_downs"].as_u64().unwrap();
+        lowest_concurrency = lowest_concurrency.min(report["lowest_concurrency"].as_u64().unwrap());
         runs.push(format!(
-            "copied {} failed {}",
-            report["copied"], report["failed"]
+            "copied {} failed {} (503s {}, concurrency lowest {} last {})",
+            report["copied"],
+            report["failed"],
+            report["slow_downs"],
+            report["lowest_concurrency"],
+            report["concurrency"]
         ));
         if report["failed"] == 0 && report["resume"].is_null() {
             break;
@@ -240,6 +248,15 @@ async fn backfill_loses_nothing_under_faults() {
     );
     assert_replicated_intact(&world).await;
     assert!(proxy.stats.faults() > 0);
+    // Every 503 the proxy answered in time was seen by the client, and the backfill slowed down.
+    let answered = proxy.stats.slow_down.load(Ordering::Relaxed);
+    assert!(answered > 0);
+    assert_eq!(replicator.clients().slow_downs(), answered);
+    assert!(slow_downs > 0 && slow_downs <= answered);
+    assert!(
+        lowest_concurrency < 16,
+        "concurrency never lowered: {runs:?}"
+    );
     println!(
         "backfill: {OBJECTS} objects, runs: {runs:?}; proxy: {}; losses 0",
         proxy.stats.summary()
