@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, event decoding, replication across two accounts on the local
-# S3 emulator, and the compiled function under cargo-lambda's Lambda runtime emulator.
+# S3 emulator, and the compiled function under cargo-lambda's Lambda runtime emulator. Then scans
+# everything the run logged (the function's log lines at debug level, the function binary's
+# output, the test output) for the secrets the emulators handed out, presigned URLs, signatures
+# and whole payloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test "$@" 2>&1 | tee "$log"
+logs="$PWD/target/test-logs"
+rm -rf "$logs"
+mkdir -p "$logs/run"
+export S3R_TEST_LOG_DIR="$logs/run" S3R_SECRETS_FILE="$logs/secrets.jsonl"
+cargo test "$@" 2>&1 | tee "$logs/run/cargo-test.log"
 # One line with the totals of every test binary.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$logs/run/cargo-test.log"
+.venv/bin/python scripts/scan-logs.py "$logs/run" "$S3R_SECRETS_FILE"

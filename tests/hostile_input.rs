@@ -6,8 +6,10 @@ mod support;
 
 use proptest::prelude::*;
 use s3_replicator::event::{Invocation, MessageContent, decode_invocation};
+use s3_replicator::handle_payload;
+use s3_replicator::handler::HandlerError;
 use serde_json::{Value, json};
-use support::{fixture, repo_root};
+use support::{World, WorldOptions, fixture, repo_root};
 
 /// Counts of a decoded invocation: (good records, bad records, good messages, bad messages).
 fn tally(invocation: &Invocation) -> (usize, usize, usize, usize) {
@@ -61,6 +63,50 @@ fn hand_picked_hostile_payloads_end_as_expected() {
         }
         assert_eq!((ok, bad, messages_ok, messages_bad), expected, "{name}");
     }
+}
+
+/// The same payloads through the whole handler, with a replicator on the emulator (so that what
+/// the function logs about them is in the captured logs the run's scan reads): refused payloads
+/// fail the invocation, a direct event with a bad record fails it, and a queue batch fails only
+/// its bad messages.
+#[tokio::test]
+async fn hand_picked_hostile_payloads_through_the_handler() {
+    let world = World::new("hostile", WorldOptions::default()).await;
+    let replicator = world.replicator().await;
+    let path = repo_root().join("tests/fixtures/hostile-payloads.json");
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let expect = case["expect"].as_str().unwrap();
+        let result = handle_payload(&case["payload"], &replicator).await;
+        let count = |what: &str| {
+            expect
+                .split(',')
+                .filter_map(|part| part.split_once(':'))
+                .find(|(name, _)| *name == what)
+                .map_or(0, |(_, count)| count.parse::<usize>().unwrap())
+        };
+        if expect == "refused" {
+            assert!(
+                matches!(result, Err(HandlerError::UnrecognizedPayload(_))),
+                "{name}: {result:?}"
+            );
+        } else if count("message_errors") > 0 {
+            let response = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let failures = response["batchItemFailures"].as_array().unwrap().len();
+            assert!(failures >= count("message_errors"), "{name}: {response}");
+        } else if count("record_errors") > 0 {
+            assert!(
+                matches!(result, Err(HandlerError::ObjectsFailed { failed, .. }) if failed >= count("record_errors")),
+                "{name}: {result:?}"
+            );
+        } else {
+            continue;
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "{checked} cases checked");
 }
 
 #[test]

@@ -162,6 +162,15 @@ async fn compiled_function_replicates_under_the_lambda_runtime_emulator() {
         .unwrap()
         .read_to_string(&mut logs)
         .unwrap();
+    let mut errors = String::new();
+    function
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    support::keep_log("function-binary", &format!("{logs}{errors}"));
     let copied = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -795,6 +796,17 @@ def template_outputs(parameters: dict, template_path: Path, account: str, role_a
 # The control API
 
 
+def record_secrets(*secrets: str) -> None:
+    """Appends every secret this emulator hands out to the file named by S3R_SECRETS_FILE, so
+    that a scan of the logs of a whole test run can look for each of them."""
+    path = os.environ.get("S3R_SECRETS_FILE")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as file:
+        for secret in secrets:
+            file.write(json.dumps({"pid": os.getpid(), "secret": secret}) + "\n")
+
+
 class Harness:
     def __init__(self, endpoint: str, state: State, template: Path):
         self.endpoint = endpoint
@@ -826,6 +838,7 @@ class Harness:
                 {"Version": "2012-10-17",
                  "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
             key = iam.create_access_key(UserName="admin")["AccessKey"]
+            record_secrets(key["SecretAccessKey"])
             self.admins[name] = {
                 "account_id": account,
                 "access_key_id": key["AccessKeyId"],
@@ -845,6 +858,7 @@ class Harness:
                                 PolicyDocument=json.dumps(document))
         credentials = self.client("sts", admin).assume_role(
             RoleArn=role["Arn"], RoleSessionName="s3-replicator")["Credentials"]
+        record_secrets(credentials["SecretAccessKey"], credentials["SessionToken"])
         return {
             "account_id": admin["account_id"],
             "role_arn": role["Arn"],
@@ -875,6 +889,21 @@ class Harness:
                     document["Statement"] = kept
                 if dropped:
                     raise ValueError(f"no statements with Sid {sorted(dropped)} in template.yaml")
+                # "Sid/action": one action left out of one statement.
+                for entry in body.get("drop_actions", []):
+                    sid, action = entry.split("/", 1)
+                    found = False
+                    for document in policies.values():
+                        for statement in as_list(document["Statement"]):
+                            if statement.get("Sid") == sid and action in as_list(statement["Action"]):
+                                found = True
+                                statement["Action"] = [a for a in as_list(statement["Action"])
+                                                       if a != action]
+                        # A statement left with no action is left out.
+                        document["Statement"] = [st for st in as_list(document["Statement"])
+                                                 if st["Action"]]
+                    if not found:
+                        raise ValueError(f"no action {action} in statement {sid} of template.yaml")
                 result = self.create_role("a", body["name"], policies)
             elif route == "template-outputs":
                 result = template_outputs(body.get("parameters", {}), self.template, ACCOUNTS["a"],

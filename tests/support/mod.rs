@@ -17,6 +17,44 @@ use s3_replicator::Config;
 use s3_replicator::policy::DestinationGrant;
 use serde_json::{Value, json};
 
+/// With `S3R_TEST_LOG_DIR` set (scripts/test.sh sets it), sends every log line the replicator
+/// and the AWS SDK write in this test binary to a file there, at debug level, so that a scan of
+/// the whole run can check that no log line holds a credential or a payload. Called by
+/// [`Emulator::shared`] and [`World::new`]; later calls do nothing.
+pub fn capture_logs() {
+    static CAPTURE: OnceLock<()> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") else {
+            return;
+        };
+        let directory = PathBuf::from(directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        let binary = std::env::current_exe().unwrap();
+        let name = binary.file_stem().unwrap().to_string_lossy();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(directory.join(format!("{name}-{}.log", std::process::id())))
+            .unwrap();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .init();
+    });
+}
+
+/// Keeps a copy of a process's log output (the function binary's) in `S3R_TEST_LOG_DIR`, when
+/// set, for the scan of the whole run.
+pub fn keep_log(name: &str, text: &str) {
+    if let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") {
+        let directory = PathBuf::from(directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join(format!("{name}-{}.log", std::process::id()));
+        std::fs::write(path, text).unwrap();
+    }
+}
+
 pub const ACCOUNT_A: &str = "111111111111";
 pub const ACCOUNT_B: &str = "222222222222";
 
@@ -79,6 +117,7 @@ pub fn emulator_python() -> PathBuf {
 impl Emulator {
     /// Starts the emulator on first use and returns it.
     pub fn shared() -> &'static Emulator {
+        capture_logs();
         static EMULATOR: OnceLock<Emulator> = OnceLock::new();
         EMULATOR.get_or_init(Emulator::start)
     }
@@ -209,6 +248,10 @@ pub struct WorldOptions {
     pub configured_destination_region: Option<&'static str>,
     /// Statements (by Sid) left out of the role's identity policy from template.yaml.
     pub drop_statements: Vec<&'static str>,
+    /// Actions left out of the role's identity policy, as `Sid/action`.
+    pub drop_actions: Vec<String>,
+    /// Actions left out of the bucket policy account B attaches.
+    pub drop_bucket_actions: Vec<String>,
 }
 
 /// Account A with a source bucket and the function's role (its identity policy rendered from
@@ -227,10 +270,13 @@ pub struct World {
     pub function_region: String,
     /// The identity policies the role was given (rendered from template.yaml).
     pub role_policies: Value,
+    /// Actions left out of the bucket policy B attaches.
+    pub drop_bucket_actions: Vec<String>,
 }
 
 impl World {
     pub async fn new(name: &str, options: WorldOptions) -> World {
+        capture_logs();
         let emulator = Emulator::shared();
         let source_bucket = unique(&format!("{name}-src"));
         let destination_bucket = unique(&format!("{name}-dst"));
@@ -257,6 +303,7 @@ impl World {
                     "ReplicateDeletes": options.replicate_deletes.to_string(),
                 },
                 "drop_statements": options.drop_statements,
+                "drop_actions": options.drop_actions,
             }),
         );
         let role_arn = role["role_arn"].as_str().unwrap().to_string();
@@ -294,6 +341,7 @@ impl World {
             admin_b,
             role_arn,
             function_keys: Keys::from_json(&role),
+            drop_bucket_actions: options.drop_bucket_actions.clone(),
         };
         if !options.without_bucket_policy {
             world.attach_bucket_policy().await;
@@ -314,10 +362,27 @@ impl World {
     }
 
     pub async fn attach_bucket_policy(&self) {
+        let mut policy = self.grant().bucket_policy();
+        for dropped in &self.drop_bucket_actions {
+            let statements = policy["Statement"].as_array_mut().unwrap();
+            let before = statements.clone();
+            for statement in statements.iter_mut() {
+                if let Some(actions) = statement["Action"].as_array_mut() {
+                    actions.retain(|action| action != dropped);
+                } else if statement["Action"] == *dropped {
+                    statement["Action"] = json!([]);
+                }
+            }
+            statements.retain(|statement| statement["Action"] != json!([]));
+            assert_ne!(
+                *statements, before,
+                "no action {dropped} in the bucket policy"
+            );
+        }
         self.admin_b
             .put_bucket_policy()
             .bucket(&self.destination_bucket)
-            .policy(self.grant().bucket_policy().to_string())
+            .policy(policy.to_string())
             .send()
             .await
             .unwrap();

@@ -1,0 +1,495 @@
+//! Least privilege: the role's identity policy from template.yaml and the bucket policy the
+//! project hands to B grant nothing that nothing needs. Every action of both is removed in turn,
+//! and each removal breaks the features that need it, with an error that says what is missing.
+//!
+//! The features are exercised on the emulator (which evaluates both policies): an event copy
+//! with metadata, tags and ACL; an event for an object already deleted; a multipart copy; the
+//! cleanup of a failed multipart copy; a replicated delete; a backfill; a backfill continuing
+//! itself through an asynchronous invocation; the permission doctor.
+
+mod support;
+
+use std::time::SystemTime;
+
+use s3_replicator::Replicator;
+use s3_replicator::backfill::{BackfillRequest, SelfInvoker, run_backfill};
+use s3_replicator::doctor::{Status, run_doctor};
+use s3_replicator::handle_payload;
+use serde_json::{Value, json};
+use support::{World, WorldOptions, s3_event};
+
+const MIB: usize = 1024 * 1024;
+
+/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
+const FUNCTION_ARN: &str =
+    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
+
+/// Statements whose actions the Lambda service uses with the role, not the function's code:
+/// the SQS event source mapping polls the notification queue, and Lambda sends failed
+/// asynchronous invocations to the dead-letter queue. The emulator does not run those services;
+/// what the test checks of them is that each is bound to the resource that needs it.
+const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
+    (
+        "ConsumeQueue",
+        &[
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        ],
+        "NotificationQueue",
+    ),
+    (
+        "SendFailedInvocationsToDeadLetterQueue",
+        &["sqs:SendMessage"],
+        "DeadLetterQueue",
+    ),
+];
+
+const FEATURES: [&str; 8] = [
+    "event copy",
+    "deleted source",
+    "multipart copy",
+    "multipart cleanup",
+    "replicated delete",
+    "backfill",
+    "backfill continues",
+    "doctor",
+];
+
+/// Which features break without each action (`Sid/action` of the identity policy, or
+/// `bucket/action` of B's bucket policy). A multipart copy that cannot start cannot be cleaned
+/// up either; a copy that copies tags needs `s3:GetObjectTagging` on the source, and writing
+/// tags (a multipart upload's `x-amz-tagging`) needs `s3:PutObjectTagging` on the replica.
+const EXPECTED: &[(&str, &[&str])] = &[
+    (
+        "ReadSourceObjects/s3:GetObject",
+        &[
+            "event copy",
+            "deleted source",
+            "multipart copy",
+            "multipart cleanup",
+            "replicated delete",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    (
+        "ReadSourceObjects/s3:GetObjectTagging",
+        &[
+            "event copy",
+            "multipart copy",
+            "multipart cleanup",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    (
+        "ListSourceBucket/s3:ListBucket",
+        &[
+            "deleted source",
+            "replicated delete",
+            "backfill",
+            "backfill continues",
+            "doctor",
+        ],
+    ),
+    (
+        "WriteReplicas/s3:PutObject",
+        &[
+            "event copy",
+            "multipart copy",
+            "multipart cleanup",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    (
+        "WriteReplicas/s3:PutObjectTagging",
+        &["multipart copy", "multipart cleanup", "doctor"],
+    ),
+    (
+        "WriteReplicas/s3:AbortMultipartUpload",
+        &["multipart cleanup", "doctor"],
+    ),
+    ("WriteReplicas/s3:GetObject", &["multipart copy", "doctor"]),
+    (
+        "WriteReplicas/s3:PutObjectAcl",
+        &[
+            "event copy",
+            "multipart copy",
+            "multipart cleanup",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    (
+        "WriteReplicas/s3:DeleteObject",
+        &["replicated delete", "doctor"],
+    ),
+    (
+        "ListDestinationBucket/s3:ListBucket",
+        &["backfill", "backfill continues", "doctor"],
+    ),
+    (
+        "InvokeSelfForBackfill/lambda:InvokeFunction",
+        &["backfill continues"],
+    ),
+    (
+        "bucket/s3:PutObject",
+        &[
+            "event copy",
+            "multipart copy",
+            "multipart cleanup",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    (
+        "bucket/s3:PutObjectTagging",
+        &["multipart copy", "multipart cleanup", "doctor"],
+    ),
+    (
+        "bucket/s3:AbortMultipartUpload",
+        &["multipart cleanup", "doctor"],
+    ),
+    ("bucket/s3:GetObject", &["multipart copy", "doctor"]),
+    (
+        "bucket/s3:PutObjectAcl",
+        &[
+            "event copy",
+            "multipart copy",
+            "multipart cleanup",
+            "backfill",
+            "doctor",
+        ],
+    ),
+    ("bucket/s3:DeleteObject", &["replicated delete", "doctor"]),
+    (
+        "bucket/s3:ListBucket",
+        &["backfill", "backfill continues", "doctor"],
+    ),
+];
+
+fn options(drop: Option<&str>) -> WorldOptions {
+    let mut options = WorldOptions {
+        replicate_deletes: true,
+        destination_acl: Some("bucket-owner-full-control"),
+        ..Default::default()
+    };
+    match drop.map(|d| d.split_once('/').unwrap()) {
+        None => {}
+        Some(("bucket", action)) => options.drop_bucket_actions = vec![action.to_string()],
+        Some(_) => options.drop_actions = vec![drop.unwrap().to_string()],
+    }
+    options
+}
+
+/// Every `Sid/action` of the role's identity policies, and every `bucket/action` of B's policy.
+fn granted_actions(world: &World) -> (Vec<String>, Vec<(String, Value)>) {
+    let mut exercised = Vec::new();
+    let mut service = Vec::new();
+    for document in world.role_policies.as_object().unwrap().values() {
+        for statement in document["Statement"].as_array().unwrap() {
+            let sid = statement["Sid"].as_str().unwrap().to_string();
+            if SERVICE_STATEMENTS.iter().any(|(name, _, _)| *name == sid) {
+                service.push((sid, statement.clone()));
+                continue;
+            }
+            let actions = match &statement["Action"] {
+                Value::String(action) => vec![action.clone()],
+                Value::Array(actions) => actions
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+                other => panic!("{sid}: Action {other}"),
+            };
+            exercised.extend(actions.into_iter().map(|action| format!("{sid}/{action}")));
+        }
+    }
+    for statement in world.grant().bucket_policy()["Statement"]
+        .as_array()
+        .unwrap()
+    {
+        match &statement["Action"] {
+            Value::String(action) => exercised.push(format!("bucket/{action}")),
+            Value::Array(actions) => exercised.extend(
+                actions
+                    .iter()
+                    .map(|a| format!("bucket/{}", a.as_str().unwrap())),
+            ),
+            other => panic!("bucket policy Action {other}"),
+        }
+    }
+    (exercised, service)
+}
+
+async fn put(world: &World, key: &str, body: Vec<u8>) {
+    world
+        .admin_a
+        .put_object()
+        .bucket(&world.source_bucket)
+        .key(key)
+        .metadata("origin", "least-privilege")
+        .tagging("team=data")
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn replica_tags(world: &World, key: &str) -> Result<(), String> {
+    let tags = world
+        .admin_b
+        .get_object_tagging()
+        .bucket(&world.destination_bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    match tags.tag_set() {
+        [tag] if tag.key() == "team" && tag.value() == "data" => Ok(()),
+        other => Err(format!("replica of {key} has tags {other:?}")),
+    }
+}
+
+async fn event(
+    world: &World,
+    replicator: &Replicator,
+    fixture: &str,
+    key: &str,
+) -> Result<Value, String> {
+    handle_payload(&s3_event(fixture, &world.source_bucket, key), replicator)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn event_copy(world: &World, replicator: &Replicator) -> Result<(), String> {
+    put(world, "copy.txt", b"copy me".to_vec()).await;
+    let summary = event(world, replicator, "s3-put.json", "copy.txt").await?;
+    if summary["copied"] != 1 {
+        return Err(format!("not copied: {summary}"));
+    }
+    replica_tags(world, "copy.txt").await
+}
+
+async fn deleted_source(world: &World, replicator: &Replicator) -> Result<(), String> {
+    let summary = event(world, replicator, "s3-put.json", "deleted-before.txt").await?;
+    if summary["skipped"] != 1 {
+        return Err(format!("not skipped: {summary}"));
+    }
+    Ok(())
+}
+
+async fn multipart_copy(world: &World, replicator: &Replicator) -> Result<(), String> {
+    put(world, "large.bin", vec![b'l'; 12 * MIB]).await;
+    let summary = event(world, replicator, "s3-put.json", "large.bin").await?;
+    if summary["copied"] != 1 {
+        return Err(format!("not copied: {summary}"));
+    }
+    replica_tags(world, "large.bin").await
+}
+
+/// A multipart copy whose first part fails (an error injected by the emulator): the upload must
+/// be aborted, leaving nothing in B.
+async fn multipart_cleanup(world: &World, replicator: &Replicator) -> Result<(), String> {
+    put(world, "interrupted.bin", vec![b'i'; 12 * MIB]).await;
+    world.emulator.harness(
+        "fault",
+        json!({
+            "path_contains": format!("{}/interrupted.bin", world.destination_bucket),
+            "method": "PUT",
+            "status": 400,
+            "code": "InvalidRequest",
+            "count": 1,
+        }),
+    );
+    match event(world, replicator, "s3-put.json", "interrupted.bin").await {
+        Ok(summary) => return Err(format!("the injected fault was not met: {summary}")),
+        Err(error) if !error.contains("InvalidRequest") => return Err(error),
+        Err(_) => {}
+    }
+    let uploads = world
+        .admin_b
+        .list_multipart_uploads()
+        .bucket(&world.destination_bucket)
+        .send()
+        .await
+        .unwrap();
+    if !uploads.uploads().is_empty() {
+        return Err(format!(
+            "the failed multipart copy left {} upload(s) in B (see the log line \
+             \"could not abort the multipart upload\")",
+            uploads.uploads().len()
+        ));
+    }
+    Ok(())
+}
+
+async fn replicated_delete(world: &World, replicator: &Replicator) -> Result<(), String> {
+    world
+        .admin_b
+        .put_object()
+        .bucket(&world.destination_bucket)
+        .key("removed.txt")
+        .body(b"old replica".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let summary = event(world, replicator, "s3-delete.json", "removed.txt").await?;
+    if summary["deleted"] != 1 {
+        return Err(format!("not deleted: {summary}"));
+    }
+    Ok(())
+}
+
+async fn backfill(world: &World, replicator: &Replicator) -> Result<(), String> {
+    for i in 0..3 {
+        put(world, &format!("backfill/{i}.txt"), vec![b'b'; 10 + i]).await;
+    }
+    let request = BackfillRequest {
+        prefix: "backfill/".into(),
+        ..Default::default()
+    };
+    let report = run_backfill(&request, replicator, None, SelfInvoker::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if (report.copied, report.failed) != (3, 0) {
+        return Err(format!("{report:?}"));
+    }
+    replica_tags(world, "backfill/0.txt").await
+}
+
+async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<(), String> {
+    for i in 0..2 {
+        put(world, &format!("continue/{i}.txt"), vec![b'c'; 5]).await;
+    }
+    let sdk = world
+        .emulator
+        .sdk_config(&world.function_keys, "us-east-1")
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let request = BackfillRequest {
+        prefix: "continue/".into(),
+        continue_backfill: true,
+        ..Default::default()
+    };
+    let invoker = SelfInvoker {
+        client: Some(&lambda),
+        function_arn: Some(FUNCTION_ARN),
+    };
+    // No time left: one copy, then the rest is handed to the next invocation.
+    let report = run_backfill(&request, replicator, Some(SystemTime::now()), invoker)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !report.continued {
+        return Err(format!("did not continue: {report:?}"));
+    }
+    Ok(())
+}
+
+async fn doctor(replicator: &Replicator) -> Result<(), String> {
+    let report = run_doctor(replicator).await;
+    let failing: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| format!("{}: {}", c.name, c.detail.as_deref().unwrap_or_default()))
+        .collect();
+    if failing.is_empty() {
+        Ok(())
+    } else {
+        Err(failing.join("; "))
+    }
+}
+
+/// Runs every feature on a world of its own; the broken ones with their errors.
+async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
+    let world = World::new("leastpriv", options(drop)).await;
+    let replicator = world
+        .replicator_with(
+            "us-east-1",
+            &[("MULTIPART_THRESHOLD", "5MiB"), ("PART_CONCURRENCY", "2")],
+        )
+        .await;
+    let results = [
+        event_copy(&world, &replicator).await,
+        deleted_source(&world, &replicator).await,
+        multipart_copy(&world, &replicator).await,
+        multipart_cleanup(&world, &replicator).await,
+        replicated_delete(&world, &replicator).await,
+        backfill(&world, &replicator).await,
+        backfill_continues(&world, &replicator).await,
+        doctor(&replicator).await,
+    ];
+    FEATURES
+        .into_iter()
+        .zip(results)
+        .filter_map(|(feature, result)| result.err().map(|error| (feature, error)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_granted_action_is_needed_by_a_feature() {
+    // With everything granted, every feature works.
+    let broken = broken_features(None).await;
+    assert!(broken.is_empty(), "with every grant: {broken:#?}");
+
+    let world = World::new("leastprivlist", options(None)).await;
+    let (exercised, service) = granted_actions(&world);
+    let expected: Vec<&str> = EXPECTED.iter().map(|(action, _)| *action).collect();
+    assert_eq!(
+        exercised, expected,
+        "the actions granted are the ones this test removes"
+    );
+
+    // Each action is expected to be needed by some feature.
+    for (action, features) in EXPECTED {
+        assert!(!features.is_empty(), "{action} is granted for nothing");
+    }
+    let mut matrix = Vec::new();
+    let mut mismatches = Vec::new();
+    for (action, features) in EXPECTED {
+        let broken = broken_features(Some(action)).await;
+        let names: Vec<&str> = broken.iter().map(|(feature, _)| *feature).collect();
+        if names != *features {
+            mismatches.push(format!("without {action}: {broken:#?}"));
+        }
+        // The error says what is missing: one of the broken features' errors names the action.
+        let name = action.split_once('/').unwrap().1;
+        if !broken.iter().any(|(_, error)| error.contains(name)) {
+            mismatches.push(format!(
+                "without {action}, no error names {name}: {broken:#?}"
+            ));
+        }
+        matrix.push(format!("{action:45} breaks {}", names.join(", ")));
+    }
+    println!("{}", matrix.join("\n"));
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // The statements the Lambda service uses are bound to their queues, with exactly the
+    // actions it needs.
+    assert_eq!(service.len(), SERVICE_STATEMENTS.len(), "{service:?}");
+    for (sid, statement) in service {
+        let (_, actions, resource) = SERVICE_STATEMENTS
+            .iter()
+            .find(|(name, _, _)| *name == sid)
+            .unwrap();
+        let granted: Vec<&str> = match &statement["Action"] {
+            Value::String(action) => vec![action.as_str()],
+            other => other
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect(),
+        };
+        assert_eq!(granted, *actions, "{sid}");
+        assert!(
+            statement["Resource"]
+                .as_str()
+                .is_some_and(|arn| arn.contains(resource)),
+            "{sid} is granted on {} instead of {resource}",
+            statement["Resource"]
+        );
+    }
+}
