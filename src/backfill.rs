@@ -548,15 +548,18 @@ pub async fn run_backfill(
             break;
         };
         record(&mut report, &config.source_bucket, &finished);
-        watermark = Some(finished.key);
-        let slow_downs = replicator.clients().slow_downs();
-        if let Some(lowered) = concurrency.finished(slow_downs, Instant::now()) {
-            tracing::warn!(
-                concurrency = lowered,
-                slow_downs = slow_downs - slow_downs_before,
-                "S3 asked to slow down: backfill concurrency lowered"
-            );
+        // Only copies (requests to S3) count towards growing the concurrency back.
+        if matches!(finished.finish, Finish::Done(_)) {
+            let slow_downs = replicator.clients().slow_downs();
+            if let Some(lowered) = concurrency.finished(slow_downs, Instant::now()) {
+                tracing::warn!(
+                    concurrency = lowered,
+                    slow_downs = slow_downs - slow_downs_before,
+                    "S3 asked to slow down: backfill concurrency lowered"
+                );
+            }
         }
+        watermark = Some(finished.key);
     }
     drop(merge);
     report.slow_downs = replicator.clients().slow_downs() - slow_downs_before;
