@@ -4,7 +4,8 @@
 use crate::policy::DestinationGrant;
 
 const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket BUCKET [--prefix PREFIX] [--no-acl] [--replicate-deletes]
-       s3-replicator doctor   (configuration from the same environment variables as the function)";
+       s3-replicator doctor [--function-arn ARN]   (configuration from the same environment variables as the function;
+                                                    with the ARN, also checks that the role may invoke the function)";
 
 /// A command line that cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +26,20 @@ pub async fn run(args: &[String]) -> Result<(), UsageError> {
             Ok(())
         }
         "doctor" => {
-            let (replicator, _) = crate::replicator_from_env()
+            let function_arn = match rest {
+                [] => None,
+                [flag, arn] if flag == "--function-arn" => Some(arn.as_str()),
+                other => return Err(UsageError(format!("unexpected arguments {other:?}"))),
+            };
+            let (replicator, sdk_config) = crate::replicator_from_env()
                 .await
                 .map_err(|e| UsageError(format!("configuration: {e}")))?;
-            let report = crate::doctor::run_doctor(&replicator).await;
+            let lambda = aws_sdk_lambda::Client::new(&sdk_config);
+            let invoker = crate::backfill::SelfInvoker {
+                client: Some(&lambda),
+                function_arn,
+            };
+            let report = crate::doctor::run_doctor(&replicator, invoker).await;
             print!("{}", report.to_table());
             if report.healthy {
                 Ok(())

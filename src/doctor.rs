@@ -3,7 +3,7 @@
 //!
 //! Nothing is left behind: the write to B is a multipart upload that is created (with the
 //! configured ACL, tags, storage class and KMS key) and aborted; the delete check deletes a key
-//! that does not exist.
+//! that does not exist; the self-invocation check is a Lambda `DryRun`, which runs nothing.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,6 +11,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::backfill::SelfInvoker;
 use crate::error::{FailureClass, S3Failure, classify};
 use crate::policy::DestinationGrant;
 use crate::replicate::Replicator;
@@ -102,8 +103,9 @@ impl DoctorReport {
 
 const IDENTITY_POLICY: &str = "the function role's identity policy (account A)";
 
-/// Runs every check.
-pub async fn run_doctor(replicator: &Replicator) -> DoctorReport {
+/// Runs every check; `invoker` is the function's own ARN and Lambda client when it runs as the
+/// function (without them, the self-invocation check is skipped).
+pub async fn run_doctor(replicator: &Replicator, invoker: SelfInvoker<'_>) -> DoctorReport {
     let config = replicator.config();
     let clients = replicator.clients();
     let source = clients.source();
@@ -325,6 +327,43 @@ pub async fn run_doctor(replicator: &Replicator) -> DoctorReport {
                 grant.bucket_policy()["Statement"][0].clone(),
             ));
         }
+    }
+
+    // Invoking the function itself, as continuing and fanned-out backfills do: a dry run,
+    // which Lambda authorizes and then does not run.
+    match (invoker.client, invoker.function_arn) {
+        (Some(lambda), Some(arn)) => {
+            let invoked = lambda
+                .invoke()
+                .function_name(arn)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::DryRun)
+                .send()
+                .await
+                .map(|_| Some("a dry-run invocation was allowed".into()))
+                .map_err(classify);
+            checks.push(outcome(
+                "invoke self",
+                vec!["lambda:InvokeFunction"],
+                arn.to_string(),
+                invoked,
+                IDENTITY_POLICY,
+                identity_statement(&["lambda:InvokeFunction"], arn),
+            ));
+        }
+        _ => checks.push(Check {
+            name: "invoke self",
+            status: Status::Skip,
+            actions: vec!["lambda:InvokeFunction"],
+            resource: "the function".into(),
+            error_code: None,
+            detail: Some(
+                "not running as the function (or no --function-arn): only backfills that continue \
+                 or fan out need it"
+                    .into(),
+            ),
+            fix_location: None,
+            fix_statement: None,
+        }),
     }
 
     // Settings worth knowing, where readable (not granted by default: informational only).

@@ -106,7 +106,8 @@ fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
         | "SignatureDoesNotMatch"
         | "InvalidToken"
         | "ExpiredToken"
-        | "KMS.AccessDeniedException" => FailureClass::AccessDenied,
+        | "KMS.AccessDeniedException"
+        | "AccessDeniedException" => FailureClass::AccessDenied,
         "PreconditionFailed" => FailureClass::PreconditionFailed,
         "PermanentRedirect"
         | "AuthorizationHeaderMalformed"

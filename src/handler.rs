@@ -222,7 +222,11 @@ pub async fn handle_with_context(
         return Ok(serde_json::to_value(&report?).unwrap_or(Value::Null));
     }
     if payload.get("doctor").is_some() {
-        let report = crate::doctor::run_doctor(replicator).await;
+        let invoker = SelfInvoker {
+            client: context.lambda,
+            function_arn: context.function_arn,
+        };
+        let report = crate::doctor::run_doctor(replicator, invoker).await;
         tracing::info!(healthy = report.healthy, "permission doctor ran");
         return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
     }

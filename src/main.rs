@@ -5,7 +5,11 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.is_empty() {
-        return s3_replicator::cli::run(&args).await.map_err(Into::into);
+        if let Err(error) = s3_replicator::cli::run(&args).await {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+        return Ok(());
     }
     lambda_runtime::tracing::init_default_subscriber();
     s3_replicator::run_lambda().await

@@ -3,6 +3,7 @@
 
 mod support;
 
+use s3_replicator::backfill::SelfInvoker;
 use s3_replicator::doctor::{DoctorReport, Status, run_doctor};
 use s3_replicator::handle_payload;
 use serde_json::json;
@@ -26,8 +27,22 @@ fn failing(report: &DoctorReport) -> Vec<&'static str> {
         .collect()
 }
 
+/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
+const FUNCTION_ARN: &str =
+    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
+
+/// The doctor as the function runs it: with its own ARN and a Lambda client.
 async fn doctor(world: &World) -> DoctorReport {
-    run_doctor(&world.replicator().await).await
+    let sdk = world
+        .emulator
+        .sdk_config(&world.function_keys, "us-east-1")
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let invoker = SelfInvoker {
+        client: Some(&lambda),
+        function_arn: Some(FUNCTION_ARN),
+    };
+    run_doctor(&world.replicator().await, invoker).await
 }
 
 #[tokio::test]
@@ -62,6 +77,7 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         "read destination head",
         "delete in destination",
         "list destination",
+        "invoke self",
     ] {
         assert_eq!(
             status(&report, name),
@@ -80,6 +96,11 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert!(uploads.uploads().is_empty());
+
+    // Outside the function (no ARN), the self-invocation check is skipped, not failed.
+    let outside = run_doctor(&world.replicator().await, SelfInvoker::default()).await;
+    assert!(outside.healthy, "{}", outside.to_table());
+    assert_eq!(status(&outside, "invoke self"), Status::Skip);
 
     // The same through an invocation.
     let invoked = handle_payload(&json!({"doctor": {}}), &world.replicator().await)
@@ -133,11 +154,12 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
 
 #[tokio::test]
 async fn each_identity_statement_removed_fails_the_checks_that_need_it() {
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("ListSourceBucket", &["list source"]),
         ("ReadSourceObjects", &["read source object"]),
         ("WriteReplicas", &["write destination"]),
         ("ListDestinationBucket", &["list destination"]),
+        ("InvokeSelfForBackfill", &["invoke self"]),
     ];
     for (sid, expected) in cases {
         let world = World::new(

@@ -132,7 +132,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     (
         "InvokeSelfForBackfill/lambda:InvokeFunction",
-        &["backfill continues"],
+        &["backfill continues", "doctor"],
     ),
     (
         "bucket/s3:PutObject",
@@ -387,8 +387,17 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
     Ok(())
 }
 
-async fn doctor(replicator: &Replicator) -> Result<(), String> {
-    let report = run_doctor(replicator).await;
+async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
+    let sdk = world
+        .emulator
+        .sdk_config(&world.function_keys, "us-east-1")
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let invoker = SelfInvoker {
+        client: Some(&lambda),
+        function_arn: Some(FUNCTION_ARN),
+    };
+    let report = run_doctor(replicator, invoker).await;
     let failing: Vec<String> = report
         .checks
         .iter()
@@ -419,7 +428,7 @@ async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
         replicated_delete(&world, &replicator).await,
         backfill(&world, &replicator).await,
         backfill_continues(&world, &replicator).await,
-        doctor(&replicator).await,
+        doctor(&world, &replicator).await,
     ];
     FEATURES
         .into_iter()

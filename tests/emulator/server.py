@@ -433,9 +433,10 @@ class AuthorizingApp:
         return self.app(environ, recording_start_response)
 
     def _invoke(self, environ, credential, function):
-        """Lambda's Invoke API for asynchronous invocations: authorized against the caller's
-        identity policy, then queued for the test to deliver (moto would need Docker to run a
-        function, and the function under test is this project's own)."""
+        """Lambda's Invoke API for asynchronous and dry-run invocations: authorized against the
+        caller's identity policy, then queued for the test to deliver (moto would need Docker to
+        run a function, and the function under test is this project's own); a dry run is only
+        authorized."""
         request = Request(environ)
         try:
             principal = resolve_principal(credential[0], environ.get("HTTP_X_AMZ_SECURITY_TOKEN"))
@@ -446,9 +447,13 @@ class AuthorizingApp:
                 raise Refused(403, "AccessDeniedException",
                               f"User: {principal.arn} is not authorized to perform: "
                               f"lambda:InvokeFunction on resource: {arn}")
-            if request.headers.get("X-Amz-Invocation-Type") != "Event":
+            invocation_type = request.headers.get("X-Amz-Invocation-Type")
+            if invocation_type == "DryRun":
+                # Like Lambda: authorized, then nothing runs.
+                return Response("", status=204)
+            if invocation_type != "Event":
                 raise Refused(400, "InvalidParameterValueException",
-                              "the emulator takes asynchronous (Event) invocations only")
+                              "the emulator takes asynchronous (Event) and DryRun invocations only")
         except Refused as refused:
             body = json.dumps({"Type": "User", "message": refused.message})
             return Response(body, status=refused.status, content_type="application/json",
