@@ -151,18 +151,12 @@ pub async fn run_doctor(replicator: &Replicator, invoker: SelfInvoker<'_>) -> Do
     // Reading an object of the source.
     let objects_arn = format!("{source_bucket_arn}/{source_prefix}*");
     match &sample {
-        None => checks.push(Check {
-            name: "read source object",
-            status: Status::Skip,
-            actions: vec!["s3:GetObject", "s3:GetObjectTagging"],
-            resource: objects_arn.clone(),
-            error_code: None,
-            detail: Some(
-                "no object under the source prefix to read (or the listing failed)".into(),
-            ),
-            fix_location: None,
-            fix_statement: None,
-        }),
+        None => checks.push(skipped(
+            "read source object",
+            vec!["s3:GetObject", "s3:GetObjectTagging"],
+            objects_arn.clone(),
+            "no object under the source prefix to read (or the listing failed)",
+        )),
         Some(key) => {
             let head = source
                 .head_object()
@@ -296,18 +290,12 @@ pub async fn run_doctor(replicator: &Replicator, invoker: SelfInvoker<'_>) -> Do
 
     // Reading a replica's head (how replicas are verified): one the listing found.
     match &replica {
-        None => checks.push(Check {
-            name: "read destination head",
-            status: Status::Skip,
-            actions: vec!["s3:GetObject"],
-            resource: format!("{destination_bucket_arn}/{}*", config.destination_prefix),
-            error_code: None,
-            detail: Some(
-                "no replica under the destination prefix yet (or the listing failed)".into(),
-            ),
-            fix_location: None,
-            fix_statement: None,
-        }),
+        None => checks.push(skipped(
+            "read destination head",
+            vec!["s3:GetObject"],
+            format!("{destination_bucket_arn}/{}*", config.destination_prefix),
+            "no replica under the destination prefix yet (or the listing failed)",
+        )),
         Some(key) => {
             let head = destination
                 .head_object()
@@ -350,20 +338,13 @@ pub async fn run_doctor(replicator: &Replicator, invoker: SelfInvoker<'_>) -> Do
                 identity_statement(&["lambda:InvokeFunction"], arn),
             ));
         }
-        _ => checks.push(Check {
-            name: "invoke self",
-            status: Status::Skip,
-            actions: vec!["lambda:InvokeFunction"],
-            resource: "the function".into(),
-            error_code: None,
-            detail: Some(
-                "not running as the function (or no --function-arn): only backfills that continue \
-                 or fan out need it"
-                    .into(),
-            ),
-            fix_location: None,
-            fix_statement: None,
-        }),
+        _ => checks.push(skipped(
+            "invoke self",
+            vec!["lambda:InvokeFunction"],
+            "the function".into(),
+            "not running as the function (or no --function-arn): only backfills that continue \
+             or fan out need it",
+        )),
     }
 
     // Settings worth knowing, where readable (not granted by default: informational only).
@@ -413,6 +394,20 @@ fn first_key<E>(
         .and_then(|page| page.contents().first())
         .and_then(|object| object.key())
         .map(str::to_string)
+}
+
+/// A check that could not be made, and why.
+fn skipped(name: &'static str, actions: Vec<&'static str>, resource: String, why: &str) -> Check {
+    Check {
+        name,
+        status: Status::Skip,
+        actions,
+        resource,
+        error_code: None,
+        detail: Some(why.to_string()),
+        fix_location: None,
+        fix_statement: None,
+    }
 }
 
 fn identity_statement(actions: &[&str], resource: &str) -> Value {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use s3_replicator::backfill::{BackfillReport, BackfillRequest, SelfInvoker, run_backfill};
 use s3_replicator::handle_payload;
 use serde_json::{Value, json};
-use support::{World, WorldOptions, etags, fixture};
+use support::{FUNCTION_ARN, World, WorldOptions, etags, fixture};
 
 async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
     futures::stream::iter(objects)
@@ -324,10 +324,6 @@ async fn answers_batch_operations_tasks_in_both_schema_versions() {
     assert!(results[0].1.contains("503"), "{results:?}");
 }
 
-/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
-const FUNCTION_ARN: &str =
-    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     let world = World::new("chain", WorldOptions::default()).await;
@@ -343,11 +339,7 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     let total = objects.len() as u64;
     put_many(&world.admin_a, &world.source_bucket, objects).await;
 
-    let sdk = world
-        .emulator
-        .sdk_config(&world.function_keys, "us-east-1")
-        .await;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let lambda = world.lambda_client().await;
     let replicator = world.replicator().await;
     let context = |deadline: SystemTime| s3_replicator::InvocationContext {
         deadline: Some(deadline),

@@ -7,7 +7,7 @@ use s3_replicator::backfill::SelfInvoker;
 use s3_replicator::doctor::{DoctorReport, Status, run_doctor};
 use s3_replicator::handle_payload;
 use serde_json::json;
-use support::{World, WorldOptions};
+use support::{FUNCTION_ARN, World, WorldOptions};
 
 fn status(report: &DoctorReport, name: &str) -> Status {
     report
@@ -27,17 +27,9 @@ fn failing(report: &DoctorReport) -> Vec<&'static str> {
         .collect()
 }
 
-/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
-const FUNCTION_ARN: &str =
-    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
-
 /// The doctor as the function runs it: with its own ARN and a Lambda client.
 async fn doctor(world: &World) -> DoctorReport {
-    let sdk = world
-        .emulator
-        .sdk_config(&world.function_keys, "us-east-1")
-        .await;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let lambda = world.lambda_client().await;
     let invoker = SelfInvoker {
         client: Some(&lambda),
         function_arn: Some(FUNCTION_ARN),
@@ -61,12 +53,10 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
     assert!(empty.healthy, "{}", empty.to_table());
     assert_eq!(status(&empty, "read destination head"), Status::Skip);
     // With a replica in place, reading its head is checked too.
-    handle_payload(
-        &support::s3_event("s3-put.json", &world.source_bucket, "sample.txt"),
-        &world.replicator().await,
-    )
-    .await
-    .unwrap();
+    world
+        .put_event(&world.replicator().await, "sample.txt")
+        .await
+        .unwrap();
     let report = doctor(&world).await;
     assert!(report.healthy, "{}", report.to_table());
     for name in [
@@ -88,14 +78,7 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
     }
     assert_eq!(status(&report, "source versioning"), Status::Info);
     assert_eq!(world.destination_keys().await, vec!["from-a/sample.txt"]);
-    let uploads = world
-        .admin_b
-        .list_multipart_uploads()
-        .bucket(&world.destination_bucket)
-        .send()
-        .await
-        .unwrap();
-    assert!(uploads.uploads().is_empty());
+    assert_eq!(world.open_uploads().await, 0);
 
     // Outside the function (no ARN), the self-invocation check is skipped, not failed.
     let outside = run_doctor(&world.replicator().await, SelfInvoker::default()).await;

@@ -50,6 +50,19 @@ async fn put_objects(world: &World) {
         .await;
 }
 
+/// A world whose source holds the objects, and a proxy faulting the requests sent through it.
+async fn faulty_world(name: &str) -> (World, FaultProxy) {
+    let world = World::new(name, WorldOptions::default()).await;
+    put_objects(&world).await;
+    let proxy = FaultProxy::start(
+        &world.emulator.endpoint,
+        FAULT_PERCENT,
+        Duration::from_secs(2),
+    )
+    .await;
+    (world, proxy)
+}
+
 /// Every replica equals its source (ETag: an MD5 of the bytes) and carries its metadata.
 async fn assert_replicated_intact(world: &World) {
     let source = etags(&world.admin_a, &world.source_bucket, "").await;
@@ -57,14 +70,7 @@ async fn assert_replicated_intact(world: &World) {
     assert_eq!(replicas, source, "B differs from A");
     let heads: Vec<_> = futures::stream::iter(source.keys())
         .map(|key| async move {
-            let head = world
-                .admin_b
-                .head_object()
-                .bucket(&world.destination_bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
+            let head = world.destination_head(key).await;
             (key.clone(), head)
         })
         .buffer_unordered(16)
@@ -101,14 +107,7 @@ fn batch(messages: &[(String, Value)]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn event_mode_loses_nothing_under_faults() {
-    let world = World::new("faultsevents", WorldOptions::default()).await;
-    put_objects(&world).await;
-    let proxy = FaultProxy::start(
-        &world.emulator.endpoint,
-        FAULT_PERCENT,
-        Duration::from_secs(2),
-    )
-    .await;
+    let (world, proxy) = faulty_world("faultsevents").await;
     let replicator = world
         .replicator_via(&proxy.endpoint, "us-east-1", FAULTY_CLIENT)
         .await;
@@ -181,14 +180,7 @@ async fn event_mode_loses_nothing_under_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backfill_loses_nothing_under_faults() {
-    let world = World::new("faultsbackfill", WorldOptions::default()).await;
-    put_objects(&world).await;
-    let proxy = FaultProxy::start(
-        &world.emulator.endpoint,
-        FAULT_PERCENT,
-        Duration::from_secs(2),
-    )
-    .await;
+    let (world, proxy) = faulty_world("faultsbackfill").await;
     let mut env = FAULTY_CLIENT.to_vec();
     env.push(("BACKFILL_CONCURRENCY", "16"));
     let replicator = world

@@ -33,35 +33,64 @@ fn tally(invocation: &Invocation) -> (usize, usize, usize, usize) {
     }
 }
 
-#[test]
-fn hand_picked_hostile_payloads_end_as_expected() {
+/// One hand-picked payload from `tests/fixtures/hostile-payloads.json`.
+struct Case {
+    name: String,
+    payload: Value,
+    /// `None` when the payload is refused; else (good records, bad records, good messages, bad
+    /// messages).
+    expected: Option<(usize, usize, usize, usize)>,
+}
+
+fn hostile_cases() -> Vec<Case> {
     let path = repo_root().join("tests/fixtures/hostile-payloads.json");
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(cases.len() >= 30, "{} cases", cases.len());
-    for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let expect = case["expect"].as_str().unwrap();
-        let decoded = decode_invocation(&case["payload"]);
-        if expect == "refused" {
-            let error = decoded.expect_err(name).to_string();
+    cases
+        .into_iter()
+        .map(|case| {
+            let name = case["name"].as_str().unwrap().to_string();
+            let expect = case["expect"].as_str().unwrap();
+            let expected = (expect != "refused").then(|| {
+                let mut expected = (0, 0, 0, 0);
+                for part in expect.split(',') {
+                    let (what, count) = part.split_once(':').unwrap();
+                    let count: usize = count.parse().unwrap();
+                    match what {
+                        "ok" => expected.0 = count,
+                        "record_errors" => expected.1 = count,
+                        "messages_ok" => expected.2 = count,
+                        "message_errors" => expected.3 = count,
+                        other => panic!("{name}: unknown expectation {other}"),
+                    }
+                }
+                expected
+            });
+            Case {
+                name,
+                payload: case["payload"].clone(),
+                expected,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn hand_picked_hostile_payloads_end_as_expected() {
+    for Case {
+        name,
+        payload,
+        expected,
+    } in hostile_cases()
+    {
+        let decoded = decode_invocation(&payload);
+        let Some(expected) = expected else {
+            let error = decoded.expect_err(&name).to_string();
             assert!(error.starts_with("unrecognised payload"), "{name}: {error}");
             continue;
-        }
-        let (ok, bad, messages_ok, messages_bad) =
-            tally(&decoded.unwrap_or_else(|e| panic!("{name}: refused: {e}")));
-        let mut expected = (0, 0, 0, 0);
-        for part in expect.split(',') {
-            let (what, count) = part.split_once(':').unwrap();
-            let count: usize = count.parse().unwrap();
-            match what {
-                "ok" => expected.0 = count,
-                "record_errors" => expected.1 = count,
-                "messages_ok" => expected.2 = count,
-                "message_errors" => expected.3 = count,
-                other => panic!("{name}: unknown expectation {other}"),
-            }
-        }
-        assert_eq!((ok, bad, messages_ok, messages_bad), expected, "{name}");
+        };
+        let counts = tally(&decoded.unwrap_or_else(|e| panic!("{name}: refused: {e}")));
+        assert_eq!(counts, expected, "{name}");
     }
 }
 
@@ -73,36 +102,29 @@ fn hand_picked_hostile_payloads_end_as_expected() {
 async fn hand_picked_hostile_payloads_through_the_handler() {
     let world = World::new("hostile", WorldOptions::default()).await;
     let replicator = world.replicator().await;
-    let path = repo_root().join("tests/fixtures/hostile-payloads.json");
-    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut checked = 0;
-    for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let expect = case["expect"].as_str().unwrap();
-        let result = handle_payload(&case["payload"], &replicator).await;
-        let count = |what: &str| {
-            expect
-                .split(',')
-                .filter_map(|part| part.split_once(':'))
-                .find(|(name, _)| *name == what)
-                .map_or(0, |(_, count)| count.parse::<usize>().unwrap())
-        };
-        if expect == "refused" {
-            assert!(
+    for Case {
+        name,
+        payload,
+        expected,
+    } in hostile_cases()
+    {
+        let result = handle_payload(&payload, &replicator).await;
+        match expected {
+            None => assert!(
                 matches!(result, Err(HandlerError::UnrecognizedPayload(_))),
                 "{name}: {result:?}"
-            );
-        } else if count("message_errors") > 0 {
-            let response = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-            let failures = response["batchItemFailures"].as_array().unwrap().len();
-            assert!(failures >= count("message_errors"), "{name}: {response}");
-        } else if count("record_errors") > 0 {
-            assert!(
-                matches!(result, Err(HandlerError::ObjectsFailed { failed, .. }) if failed >= count("record_errors")),
+            ),
+            Some((_, _, _, message_errors)) if message_errors > 0 => {
+                let response = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                let failures = response["batchItemFailures"].as_array().unwrap().len();
+                assert!(failures >= message_errors, "{name}: {response}");
+            }
+            Some((_, record_errors, _, _)) if record_errors > 0 => assert!(
+                matches!(result, Err(HandlerError::ObjectsFailed { failed, .. }) if failed >= record_errors),
                 "{name}: {result:?}"
-            );
-        } else {
-            continue;
+            ),
+            Some(_) => continue,
         }
         checked += 1;
     }

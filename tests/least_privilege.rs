@@ -16,13 +16,9 @@ use s3_replicator::backfill::{BackfillRequest, SelfInvoker, run_backfill};
 use s3_replicator::doctor::{Status, run_doctor};
 use s3_replicator::handle_payload;
 use serde_json::{Value, json};
-use support::{World, WorldOptions, s3_event};
+use support::{FUNCTION_ARN, World, WorldOptions, s3_event};
 
 const MIB: usize = 1024 * 1024;
-
-/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
-const FUNCTION_ARN: &str =
-    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
 
 /// Statements whose actions the Lambda service uses with the role, not the function's code:
 /// the SQS event source mapping polls the notification queue, and Lambda sends failed
@@ -184,6 +180,15 @@ fn options(drop: Option<&str>) -> WorldOptions {
     options
 }
 
+/// A statement's actions (IAM allows one string or an array).
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(action) => vec![action.as_str()],
+        Value::Array(actions) => actions.iter().map(|a| a.as_str().unwrap()).collect(),
+        other => panic!("Action {other} in {statement}"),
+    }
+}
+
 /// Every `Sid/action` of the role's identity policies, and every `bucket/action` of B's policy.
 fn granted_actions(world: &World) -> (Vec<String>, Vec<(String, Value)>) {
     let mut exercised = Vec::new();
@@ -195,30 +200,22 @@ fn granted_actions(world: &World) -> (Vec<String>, Vec<(String, Value)>) {
                 service.push((sid, statement.clone()));
                 continue;
             }
-            let actions = match &statement["Action"] {
-                Value::String(action) => vec![action.clone()],
-                Value::Array(actions) => actions
-                    .iter()
-                    .map(|a| a.as_str().unwrap().to_string())
-                    .collect(),
-                other => panic!("{sid}: Action {other}"),
-            };
-            exercised.extend(actions.into_iter().map(|action| format!("{sid}/{action}")));
+            exercised.extend(
+                actions(statement)
+                    .into_iter()
+                    .map(|action| format!("{sid}/{action}")),
+            );
         }
     }
     for statement in world.grant().bucket_policy()["Statement"]
         .as_array()
         .unwrap()
     {
-        match &statement["Action"] {
-            Value::String(action) => exercised.push(format!("bucket/{action}")),
-            Value::Array(actions) => exercised.extend(
-                actions
-                    .iter()
-                    .map(|a| format!("bucket/{}", a.as_str().unwrap())),
-            ),
-            other => panic!("bucket policy Action {other}"),
-        }
+        exercised.extend(
+            actions(statement)
+                .into_iter()
+                .map(|action| format!("bucket/{action}")),
+        );
     }
     (exercised, service)
 }
@@ -308,18 +305,11 @@ async fn multipart_cleanup(world: &World, replicator: &Replicator) -> Result<(),
         Err(error) if !error.contains("InvalidRequest") => return Err(error),
         Err(_) => {}
     }
-    let uploads = world
-        .admin_b
-        .list_multipart_uploads()
-        .bucket(&world.destination_bucket)
-        .send()
-        .await
-        .unwrap();
-    if !uploads.uploads().is_empty() {
+    let uploads = world.open_uploads().await;
+    if uploads > 0 {
         return Err(format!(
-            "the failed multipart copy left {} upload(s) in B (see the log line \
-             \"could not abort the multipart upload\")",
-            uploads.uploads().len()
+            "the failed multipart copy left {uploads} upload(s) in B (see the log line \
+             \"could not abort the multipart upload\")"
         ));
     }
     Ok(())
@@ -363,11 +353,7 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
     for i in 0..2 {
         put(world, &format!("continue/{i}.txt"), vec![b'c'; 5]).await;
     }
-    let sdk = world
-        .emulator
-        .sdk_config(&world.function_keys, "us-east-1")
-        .await;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let lambda = world.lambda_client().await;
     let request = BackfillRequest {
         prefix: "continue/".into(),
         continue_backfill: true,
@@ -388,11 +374,7 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
 }
 
 async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
-    let sdk = world
-        .emulator
-        .sdk_config(&world.function_keys, "us-east-1")
-        .await;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let lambda = world.lambda_client().await;
     let invoker = SelfInvoker {
         client: Some(&lambda),
         function_arn: Some(FUNCTION_ARN),
@@ -479,20 +461,11 @@ async fn every_granted_action_is_needed_by_a_feature() {
     // actions it needs.
     assert_eq!(service.len(), SERVICE_STATEMENTS.len(), "{service:?}");
     for (sid, statement) in service {
-        let (_, actions, resource) = SERVICE_STATEMENTS
+        let (_, needed, resource) = SERVICE_STATEMENTS
             .iter()
             .find(|(name, _, _)| *name == sid)
             .unwrap();
-        let granted: Vec<&str> = match &statement["Action"] {
-            Value::String(action) => vec![action.as_str()],
-            other => other
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap())
-                .collect(),
-        };
-        assert_eq!(granted, *actions, "{sid}");
+        assert_eq!(actions(&statement), *needed, "{sid}");
         assert!(
             statement["Resource"]
                 .as_str()

@@ -8,7 +8,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3_replicator::handle_payload;
 use serde_json::json;
-use support::{World, WorldOptions, s3_event};
+use support::{World, WorldOptions};
 
 const MIB: usize = 1024 * 1024;
 const SMALL_PARTS: &[(&str, &str)] = &[("MULTIPART_THRESHOLD", "5MiB"), ("PART_CONCURRENCY", "4")];
@@ -80,18 +80,6 @@ async fn etag(client: &Client, bucket: &str, key: &str) -> String {
         .to_string()
 }
 
-async fn open_uploads(world: &World) -> usize {
-    world
-        .admin_b
-        .list_multipart_uploads()
-        .bucket(&world.destination_bucket)
-        .send()
-        .await
-        .unwrap()
-        .uploads()
-        .len()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
     let world = World::new("mpmeta", WorldOptions::default()).await;
@@ -111,24 +99,15 @@ async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
         .await
         .unwrap();
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
-    let summary = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "big/export 1.bin"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    let summary = world
+        .put_event(&replicator, "big/export 1.bin")
+        .await
+        .unwrap();
     assert_eq!(summary["copied"], 1, "{summary}");
     assert_eq!(summary["bytes"], body.len());
 
     assert_eq!(world.destination_body("big/export 1.bin").await, body);
-    let head = world
-        .admin_b
-        .head_object()
-        .bucket(&world.destination_bucket)
-        .key("big/export 1.bin")
-        .send()
-        .await
-        .unwrap();
+    let head = world.destination_head("big/export 1.bin").await;
     assert!(
         head.e_tag().unwrap().ends_with("-5\""),
         "{:?}",
@@ -159,7 +138,7 @@ async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
         .collect();
     tags.sort();
     assert_eq!(tags, vec!["retention=90d", "team=data"]);
-    assert_eq!(open_uploads(&world).await, 0);
+    assert_eq!(world.open_uploads().await, 0);
 
     // A backfill takes the same path for objects over the threshold.
     world
@@ -185,26 +164,14 @@ async fn keeps_the_source_part_layout_so_the_replica_etag_matches() {
     ] {
         let body = pattern(size, part_size as u8);
         put_multipart(&world.admin_a, &world.source_bucket, key, &body, part_size).await;
-        let summary = handle_payload(
-            &s3_event("s3-put.json", &world.source_bucket, key),
-            &replicator,
-        )
-        .await
-        .unwrap();
+        let summary = world.put_event(&replicator, key).await.unwrap();
         assert_eq!(summary["copied"], 1, "{key}: {summary}");
         let source = etag(&world.admin_a, &world.source_bucket, key).await;
         let replica = etag(&world.admin_b, &world.destination_bucket, key).await;
         assert_eq!(replica, source, "{key}");
         assert!(source.ends_with("-3\""), "{source}");
         assert_eq!(world.destination_body(key).await, body, "{key}");
-        let head = world
-            .admin_b
-            .head_object()
-            .bucket(&world.destination_bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+        let head = world.destination_head(key).await;
         assert_eq!(head.content_type(), Some("application/x-parquet"));
         assert_eq!(
             head.metadata().unwrap().get("pipeline").map(String::as_str),
@@ -213,12 +180,7 @@ async fn keeps_the_source_part_layout_so_the_replica_etag_matches() {
     }
 
     // The same event again: the identical replica is not copied a second time.
-    let again = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "eight.parquet"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    let again = world.put_event(&replicator, "eight.parquet").await.unwrap();
     assert_eq!(
         (again["skipped"].clone(), again["copied"].clone()),
         (json!(1), json!(0))
@@ -249,12 +211,7 @@ async fn a_source_overwritten_mid_copy_is_copied_again_whole_and_nothing_is_left
         }),
     );
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
-    let summary = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "moving.bin"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    let summary = world.put_event(&replicator, "moving.bin").await.unwrap();
     assert_eq!(summary["copied"], 1, "{summary}");
     assert_eq!(summary["bytes"], 12 * MIB);
     let replica = world.destination_body("moving.bin").await;
@@ -264,7 +221,7 @@ async fn a_source_overwritten_mid_copy_is_copied_again_whole_and_nothing_is_left
         "the replica mixes two versions"
     );
     assert_eq!(
-        open_uploads(&world).await,
+        world.open_uploads().await,
         0,
         "an aborted upload was left behind"
     );
@@ -286,13 +243,11 @@ async fn a_replica_that_does_not_match_its_source_is_a_failure() {
         }),
     );
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
-    let error = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "checked.bin"),
-        &replicator,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let error = world
+        .put_event(&replicator, "checked.bin")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("failed verification"), "{error}");
     assert!(error.contains("replica has 5 bytes"), "{error}");
 }
@@ -310,21 +265,9 @@ async fn both_copy_paths_apply_the_configured_storage_class_and_kms_key() {
     ]);
     let replicator = world.replicator_with("us-east-1", &env).await;
     for key in ["small.txt", "large.bin"] {
-        let summary = handle_payload(
-            &s3_event("s3-put.json", &world.source_bucket, key),
-            &replicator,
-        )
-        .await
-        .unwrap();
+        let summary = world.put_event(&replicator, key).await.unwrap();
         assert_eq!(summary["copied"], 1, "{key}: {summary}");
-        let head = world
-            .admin_b
-            .head_object()
-            .bucket(&world.destination_bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+        let head = world.destination_head(key).await;
         assert_eq!(
             head.storage_class(),
             Some(&aws_sdk_s3::types::StorageClass::StandardIa),

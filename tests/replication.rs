@@ -42,14 +42,7 @@ async fn copies_object_with_metadata_content_type_cache_control_and_tags() {
     assert_eq!(summary["copied"], 1, "{summary}");
     assert_eq!(summary["bytes"], b"region,total\neu,42\n".len());
 
-    let head = world
-        .admin_b
-        .head_object()
-        .bucket(&world.destination_bucket)
-        .key("reports/q3 summary.csv")
-        .send()
-        .await
-        .unwrap();
+    let head = world.destination_head("reports/q3 summary.csv").await;
     assert_eq!(head.content_type(), Some("text/csv"));
     assert_eq!(head.cache_control(), Some("max-age=300"));
     assert_eq!(head.content_disposition(), Some("attachment"));
@@ -145,12 +138,7 @@ async fn fails_with_access_denied_and_writes_nothing_without_the_bucket_policy()
 
     world.remove_bucket_policy().await;
     world.put_source("b.txt", b"beta").await;
-    let error = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "b.txt"),
-        &replicator,
-    )
-    .await
-    .unwrap_err();
+    let error = world.put_event(&replicator, "b.txt").await.unwrap_err();
     assert!(error.to_string().contains("access denied"));
     assert_eq!(world.destination_keys().await, vec!["a.txt"]);
 }
@@ -220,12 +208,7 @@ async fn fails_a_key_whose_destination_would_exceed_1024_bytes() {
     let key = "x".repeat(1020);
     world.put_source(&key, b"x").await;
     let replicator = world.replicator().await;
-    let error = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, &key),
-        &replicator,
-    )
-    .await
-    .unwrap_err();
+    let error = world.put_event(&replicator, &key).await.unwrap_err();
     assert!(error.to_string().contains("1027 bytes"), "{error}");
     assert!(world.destination_keys().await.is_empty());
 }
@@ -339,12 +322,10 @@ async fn skips_a_source_deleted_before_processing() {
         .await
         .unwrap();
     let replicator = world.replicator().await;
-    let summary = handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "short-lived.txt"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    let summary = world
+        .put_event(&replicator, "short-lived.txt")
+        .await
+        .unwrap();
     assert_eq!(
         (summary["skipped"].clone(), summary["failed"].clone()),
         (json!(1), json!(0))
@@ -366,12 +347,7 @@ async fn replicates_removals_only_when_enabled_and_the_source_is_gone() {
         let replicator = world.replicator().await;
         for key in ["removed.txt", "recreated.txt"] {
             world.put_source(key, b"v1").await;
-            handle_payload(
-                &s3_event("s3-put.json", &world.source_bucket, key),
-                &replicator,
-            )
-            .await
-            .unwrap();
+            world.put_event(&replicator, key).await.unwrap();
         }
         world
             .admin_a
@@ -491,12 +467,7 @@ async fn replica_owned_by_b_even_without_an_acl_under_bucket_owner_enforced() {
     .await;
     world.put_source("owned.txt", b"o").await;
     let replicator = world.replicator().await;
-    handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "owned.txt"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    world.put_event(&replicator, "owned.txt").await.unwrap();
     assert_eq!(
         world
             .emulator
@@ -526,12 +497,7 @@ async fn copies_tags_set_after_the_upload() {
         .await
         .unwrap();
     let replicator = world.replicator().await;
-    handle_payload(
-        &s3_event("s3-put.json", &world.source_bucket, "t.txt"),
-        &replicator,
-    )
-    .await
-    .unwrap();
+    world.put_event(&replicator, "t.txt").await.unwrap();
     let tags = world
         .admin_b
         .get_object_tagging()

@@ -17,6 +17,13 @@ use s3_replicator::Config;
 use s3_replicator::policy::DestinationGrant;
 use serde_json::{Value, json};
 
+/// `name-<pid>.log` in `S3R_TEST_LOG_DIR` (created), when scripts/test.sh set it.
+fn log_file(name: &str) -> Option<PathBuf> {
+    let directory = PathBuf::from(std::env::var_os("S3R_TEST_LOG_DIR")?);
+    std::fs::create_dir_all(&directory).unwrap();
+    Some(directory.join(format!("{name}-{}.log", std::process::id())))
+}
+
 /// With `S3R_TEST_LOG_DIR` set (scripts/test.sh sets it), sends every log line the replicator
 /// and the AWS SDK write in this test binary to a file there, at debug level, so that a scan of
 /// the whole run can check that no log line holds a credential or a payload. Called by
@@ -24,17 +31,14 @@ use serde_json::{Value, json};
 pub fn capture_logs() {
     static CAPTURE: OnceLock<()> = OnceLock::new();
     CAPTURE.get_or_init(|| {
-        let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") else {
+        let binary = std::env::current_exe().unwrap();
+        let Some(path) = log_file(&binary.file_stem().unwrap().to_string_lossy()) else {
             return;
         };
-        let directory = PathBuf::from(directory);
-        std::fs::create_dir_all(&directory).unwrap();
-        let binary = std::env::current_exe().unwrap();
-        let name = binary.file_stem().unwrap().to_string_lossy();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(directory.join(format!("{name}-{}.log", std::process::id())))
+            .open(path)
             .unwrap();
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
@@ -47,15 +51,16 @@ pub fn capture_logs() {
 /// Keeps a copy of a process's log output (the function binary's) in `S3R_TEST_LOG_DIR`, when
 /// set, for the scan of the whole run.
 pub fn keep_log(name: &str, text: &str) {
-    if let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") {
-        let directory = PathBuf::from(directory);
-        std::fs::create_dir_all(&directory).unwrap();
-        let path = directory.join(format!("{name}-{}.log", std::process::id()));
+    if let Some(path) = log_file(name) {
         std::fs::write(path, text).unwrap();
     }
 }
 
 pub const ACCOUNT_A: &str = "111111111111";
+
+/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
+pub const FUNCTION_ARN: &str =
+    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
 pub const ACCOUNT_B: &str = "222222222222";
 
 /// Access keys for one identity on the emulator.
@@ -450,6 +455,15 @@ impl World {
         s3_replicator::Replicator::new(clients, config)
     }
 
+    /// A Lambda client with the function's credentials, for invoking the function itself.
+    pub async fn lambda_client(&self) -> aws_sdk_lambda::Client {
+        let sdk = self
+            .emulator
+            .sdk_config(&self.function_keys, "us-east-1")
+            .await;
+        aws_sdk_lambda::Client::new(&sdk)
+    }
+
     pub async fn put_source(&self, key: &str, body: &[u8]) {
         self.admin_a
             .put_object()
@@ -479,6 +493,45 @@ impl World {
     }
 
     /// The destination object's bytes, read by account B's admin.
+    /// Hands `replicator` the `events/s3-put.json` notification for `key` in the source bucket.
+    pub async fn put_event(
+        &self,
+        replicator: &s3_replicator::Replicator,
+        key: &str,
+    ) -> Result<Value, s3_replicator::handler::HandlerError> {
+        s3_replicator::handle_payload(
+            &s3_event("s3-put.json", &self.source_bucket, key),
+            replicator,
+        )
+        .await
+    }
+
+    /// The head of `key` in B, read by B's admin.
+    pub async fn destination_head(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        self.admin_b
+            .head_object()
+            .bucket(&self.destination_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("B's admin reads the head of {key}: {e:?}"))
+    }
+
+    /// Multipart uploads left open in B.
+    pub async fn open_uploads(&self) -> usize {
+        self.admin_b
+            .list_multipart_uploads()
+            .bucket(&self.destination_bucket)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    }
+
     pub async fn destination_body(&self, key: &str) -> Vec<u8> {
         let object = self
             .admin_b
