@@ -240,17 +240,22 @@ async fn backfill_loses_nothing_under_faults() {
     );
     assert_replicated_intact(&world).await;
     assert!(proxy.stats.faults() > 0);
-    // Every 503 the proxy answered in time was seen by the client, and the backfill slowed down.
+    // The client counted the 503s the proxy answered (never more: a stalled one arrives after
+    // the attempt timed out), the reports counted them, and the backfill slowed down.
     let answered = proxy.stats.slow_down.load(Ordering::Relaxed);
+    let counted = replicator.clients().slow_downs();
     assert!(answered > 0);
-    assert_eq!(replicator.clients().slow_downs(), answered);
-    assert!(slow_downs > 0 && slow_downs <= answered);
+    assert!(
+        counted <= answered,
+        "{counted} counted, {answered} answered"
+    );
+    assert!(slow_downs > 0 && slow_downs <= counted);
     assert!(
         lowest_concurrency < 16,
         "concurrency never lowered: {runs:?}"
     );
     println!(
-        "backfill: {OBJECTS} objects, runs: {runs:?}; proxy: {}; losses 0",
+        "backfill: {OBJECTS} objects, runs: {runs:?}; 503s counted by the client {counted}; proxy: {}; losses 0",
         proxy.stats.summary()
     );
 }
