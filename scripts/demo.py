@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from emulator_client import free_port, harness, s3, start_emulator, stop, wait_for_port
+from emulator_client import harness, s3, start_emulator, start_listening, stop
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,6 @@ def main() -> int:
                         {"bucket": source, "queue": "s3-replicator-notifications"})
 
         step("starting the function under `cargo lambda watch`")
-        port = free_port()
         environment = {
             "SOURCE_BUCKET": source, "DESTINATION_BUCKET": destination,
             "S3_FORCE_PATH_STYLE": "true", "AWS_ENDPOINT_URL": endpoint,
@@ -83,12 +82,11 @@ def main() -> int:
             "AWS_SESSION_TOKEN": role["session_token"],
         }
         env_args = [arg for k, v in environment.items() for arg in ("--env-var", f"{k}={v}")]
-        watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--quiet",
-                                  "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
-                                  *env_args], cwd=ROOT,
-                                 env={**os.environ, "AWS_LAMBDA_LOG_FORMAT": "JSON"})
+        watch, port = start_listening(
+            lambda port: ["cargo", "lambda", "watch", "--ignore-changes", "--quiet",
+                          "--invoke-address", "127.0.0.1", "--invoke-port", str(port), *env_args],
+            cwd=ROOT, env={**os.environ, "AWS_LAMBDA_LOG_FORMAT": "JSON"})
         processes.append(watch)
-        wait_for_port(port)
 
         step(f"uploading {len(UPLOADS)} objects to {source} as A's admin")
         for key, (body, content_type, tags) in UPLOADS.items():

@@ -1,5 +1,5 @@
 """Helpers the local scripts share: start the S3 emulator, call its control API, build clients
-for its accounts, find a free port, and stop what was started."""
+for its accounts, start a server on a free port, and stop what was started."""
 
 from __future__ import annotations
 
@@ -48,15 +48,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def start_listening(command, **popen_args) -> tuple[subprocess.Popen, int]:
+    """Starts `command(port)` on a free port and waits until it listens. Another process can take
+    the port first; the command then exits, and another port is tried."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(command(port), **popen_args)
+        if wait_for_port(port, process):
+            return process, port
+        process.wait()
+    sys.exit(f"{command(0)[0]} exited five times before listening")
+
+
+def wait_for_port(port: int, process: subprocess.Popen) -> bool:
+    """Waits until `port` accepts connections (True) or `process` exits first (False). The bound
+    only keeps a hung process from hanging the script: a start takes well under a second."""
+    deadline = time.monotonic() + 600
+    while process.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            return process.poll() is None
         except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                sys.exit(f"{process.args[0]} neither listened on port {port} nor exited in 10 minutes")
             time.sleep(0.2)
-    sys.exit(f"nothing listens on port {port}")
+    return False
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator_client import free_port, harness, s3, start_emulator, stop, wait_for_port
+from emulator_client import harness, s3, start_emulator, start_listening, stop
 
 from boto3.s3.transfer import TransferConfig
 
@@ -78,13 +78,11 @@ def main() -> int:
             admin_a.upload_fileobj(Zeroes(size), source, key, Config=single_part)
             print(f"uploaded {key} in {time.monotonic() - started:.1f} s", flush=True)
 
-        port = free_port()
-        runtime = subprocess.Popen(["cargo", "lambda", "watch", "--only-lambda-apis",
-                                    "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
-                                    "--timeout", "900"],
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        runtime, port = start_listening(
+            lambda port: ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address",
+                          "127.0.0.1", "--invoke-port", str(port), "--timeout", "900"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(runtime)
-        wait_for_port(port)
         event = json.loads((ROOT / "events/s3-put.json").read_text())
         rows = []
         for key, size in sizes.items():

@@ -1,9 +1,10 @@
 //! Nothing lost under faults: 1,000 objects through event mode (SQS batches) and through a
-//! backfill, with 20% of the function's S3 requests answered 503 SlowDown, 500 InternalError, a
-//! reset connection or a stall past the attempt timeout (by a proxy, before they reach S3). The
-//! test drives what SQS redelivery and re-invocation would do, and checks that every object ends
-//! in B intact, that nothing reported copied is missing, and that nothing reported failed was in
-//! fact copied.
+//! backfill, with 20% of the function's S3 requests faulted by a proxy: answered 503 SlowDown or
+//! 500 InternalError, reset before they reach S3, or applied by S3 with the reply lost (held past
+//! the client's attempt timeout, or cut). The test drives what SQS redelivery and re-invocation
+//! would do, and checks that every object reported copied is in B intact, that every object ends
+//! in B intact, and that objects reported failed but found in B (a copy applied whose reply was
+//! lost: the function cannot know) are counted and never outnumber the replies the proxy lost.
 
 mod support;
 
@@ -15,13 +16,21 @@ use futures::StreamExt;
 use s3_replicator::backfill::{BackfillError, BackfillRequest, SelfInvoker, run_backfill};
 use s3_replicator::handle_payload;
 use serde_json::{Value, json};
-use support::fault_proxy::FaultProxy;
+use support::fault_proxy::{FaultPlan, FaultProxy};
 use support::{World, WorldOptions, etags, fixture, s3_event};
 
 const OBJECTS: usize = 1000;
-const FAULT_PERCENT: u64 = 20;
+/// The client's attempt timeout (the function's default): far above any round trip to the
+/// emulator, even on a loaded machine (each run prints the slowest it saw), so that only a held
+/// reply makes it fire.
+const ATTEMPT_TIMEOUT_SECONDS: u64 = 30;
+const PLAN: FaultPlan = FaultPlan {
+    percent: 20,
+    hold: Duration::from_secs(3 * ATTEMPT_TIMEOUT_SECONDS),
+    max_holds: 2,
+};
 const FAULTY_CLIENT: &[(&str, &str)] = &[
-    ("S3_ATTEMPT_TIMEOUT", "1s"),
+    ("S3_ATTEMPT_TIMEOUT", "30s"),
     ("S3_MAX_ATTEMPTS", "3"),
     ("S3_RETRY_MODE", "standard"),
 ];
@@ -54,12 +63,7 @@ async fn put_objects(world: &World) {
 async fn faulty_world(name: &str) -> (World, FaultProxy) {
     let world = World::new(name, WorldOptions::default()).await;
     put_objects(&world).await;
-    let proxy = FaultProxy::start(
-        &world.emulator.endpoint,
-        FAULT_PERCENT,
-        Duration::from_secs(2),
-    )
-    .await;
+    let proxy = FaultProxy::start(&world.emulator.endpoint, PLAN).await;
     (world, proxy)
 }
 
@@ -77,10 +81,7 @@ async fn assert_replicated_intact(world: &World) {
         .collect()
         .await;
     for (key, head) in heads {
-        let index = key["faults/".len()..]["0000".len() - 4..]
-            .split(' ')
-            .next()
-            .unwrap();
+        let index = key["faults/".len()..].split(' ').next().unwrap();
         let index: usize = index.parse().unwrap();
         assert_eq!(
             head.metadata().unwrap().get("index").map(String::as_str),
@@ -126,19 +127,20 @@ async fn event_mode_loses_nothing_under_faults() {
         format!("faults/{i:04} object.txt")
     };
     let mut rounds = Vec::new();
+    let mut failed_but_in_b = 0;
     while !pending.is_empty() {
         assert!(
             rounds.len() < 10,
             "still {} messages failing after 10 deliveries",
             pending.len()
         );
-        // Batches of 10, twenty invocations at a time, as an SQS event source mapping would.
+        // Batches of 10, ten invocations at a time, as an SQS event source mapping would.
         let responses: Vec<Value> = futures::stream::iter(pending.chunks(10))
             .map(|chunk| {
                 let replicator = &replicator;
                 async move { handle_payload(&batch(chunk), replicator).await.unwrap() }
             })
-            .buffer_unordered(20)
+            .buffer_unordered(10)
             .collect()
             .await;
         let mut failed = Vec::new();
@@ -147,18 +149,18 @@ async fn event_mode_loses_nothing_under_faults() {
                 failed.push(failure["itemIdentifier"].as_str().unwrap().to_string());
             }
         }
-        // What the function reported: succeeded messages must be in B intact, failed ones not
-        // (every fault happens before a request reaches S3).
+        // What the function reported: succeeded messages must be in B intact. A failed one may be
+        // in B too, when a copy was applied and its reply lost; then it is intact.
         let replicas = etags(&world.admin_b, &world.destination_bucket, "").await;
         let source = etags(&world.admin_a, &world.source_bucket, "").await;
         let failed_set: BTreeSet<&String> = failed.iter().collect();
         for (id, _) in &pending {
             let key = key_of(id);
             if failed_set.contains(id) {
-                assert!(
-                    !replicas.contains_key(&key),
-                    "{key} reported failed but is in B"
-                );
+                if let Some(replica) = replicas.get(&key) {
+                    assert_eq!(Some(replica), source.get(&key), "{key} reported failed");
+                    failed_but_in_b += 1;
+                }
             } else {
                 assert_eq!(
                     replicas.get(&key),
@@ -171,9 +173,14 @@ async fn event_mode_loses_nothing_under_faults() {
         pending.retain(|(id, _)| failed_set.contains(id));
     }
     assert_replicated_intact(&world).await;
-    assert!(proxy.stats.faults() > 0);
+    assert_faults_seen(&proxy);
+    let lost = proxy.stats.replies_lost();
+    assert!(
+        failed_but_in_b <= lost,
+        "{failed_but_in_b} reported failed but in B, only {lost} replies lost"
+    );
     println!(
-        "event mode: {OBJECTS} objects, deliveries per round (sent, failed): {rounds:?}; proxy: {}; losses 0",
+        "event mode: {OBJECTS} objects, deliveries per round (sent, failed): {rounds:?}; reported failed but in B: {failed_but_in_b}; proxy: {}; losses 0",
         proxy.stats.summary()
     );
 }
@@ -234,14 +241,20 @@ async fn backfill_loses_nothing_under_faults() {
             break;
         }
     }
-    assert_eq!(
-        copied as usize, OBJECTS,
-        "every object copied exactly once across runs: {runs:?}"
+    // No object is reported copied twice; those never reported copied reached B through a copy
+    // whose reply was lost (a later run found them current).
+    let copied = copied as usize;
+    assert!(copied <= OBJECTS, "{copied} copies reported: {runs:?}");
+    let failed_but_in_b = OBJECTS - copied;
+    let lost = proxy.stats.replies_lost();
+    assert!(
+        failed_but_in_b as u64 <= lost,
+        "{failed_but_in_b} objects in B never reported copied, only {lost} replies lost: {runs:?}"
     );
     assert_replicated_intact(&world).await;
-    assert!(proxy.stats.faults() > 0);
-    // The client counted the 503s the proxy answered (never more: a stalled one arrives after
-    // the attempt timed out), the reports counted them, and the backfill slowed down.
+    assert_faults_seen(&proxy);
+    // The client counted the 503s the proxy answered (never more: the emulator answers none),
+    // the reports counted them, and the backfill slowed down.
     let answered = proxy.stats.slow_down.load(Ordering::Relaxed);
     let counted = replicator.clients().slow_downs();
     assert!(answered > 0);
@@ -255,7 +268,24 @@ async fn backfill_loses_nothing_under_faults() {
         "concurrency never lowered: {runs:?}"
     );
     println!(
-        "backfill: {OBJECTS} objects, runs: {runs:?}; 503s counted by the client {counted}; proxy: {}; losses 0",
+        "backfill: {OBJECTS} objects, runs: {runs:?}; reported failed but in B: {failed_but_in_b}; 503s counted by the client {counted}; proxy: {}; losses 0",
         proxy.stats.summary()
     );
+}
+
+/// Every kind of fault happened, the held replies included: the attempt timeout fired by design.
+fn assert_faults_seen(proxy: &FaultProxy) {
+    let stats = &proxy.stats;
+    for (kind, count) in [
+        ("503", &stats.slow_down),
+        ("500", &stats.internal_error),
+        ("reset", &stats.reset),
+        ("held", &stats.held),
+    ] {
+        assert!(
+            count.load(Ordering::Relaxed) > 0,
+            "no {kind} fault: {}",
+            stats.summary()
+        );
+    }
 }

@@ -39,15 +39,51 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16) {
+/// Starts cargo-lambda's Lambda runtime emulator and returns it with the port it listens on. A
+/// free port can be taken by another process before the emulator binds it: the emulator then
+/// exits, and another port is tried.
+fn start_runtime_emulator() -> (Running, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut runtime = Running(
+            Command::new(cargo_lambda())
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "--invoke-address",
+                    "127.0.0.1",
+                ])
+                .args(["--invoke-port", &port.to_string()])
+                .current_dir(repo_root())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start cargo lambda watch (install it with scripts/setup.sh)"),
+        );
+        if wait_for_port(&mut runtime, port) {
+            return (runtime, port);
+        }
+    }
+    panic!("cargo lambda watch exited five times before listening");
+}
+
+/// Waits until `port` accepts connections (true) or the process exits first (false). The bound
+/// only keeps a hung emulator from hanging the test: it starts in well under a second.
+fn wait_for_port(process: &mut Running, port: u16) -> bool {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if process.0.try_wait().unwrap().is_some() {
+            return false;
+        }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "cargo lambda watch did not listen on {port}"
+            started.elapsed() < Duration::from_secs(300),
+            "cargo lambda watch neither listened on {port} nor exited in 5 minutes"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Another process may hold the port: it counts only if the emulator still runs.
+    process.0.try_wait().unwrap().is_none()
 }
 
 fn invoke(port: u16, payload: &Value) -> Output {
@@ -76,24 +112,7 @@ async fn compiled_function_replicates_under_the_lambda_runtime_emulator() {
     let world = World::new("binary", WorldOptions::default()).await;
     world.put_source("bin/hello world.txt", b"hello").await;
 
-    let port = free_port();
-    let _runtime = Running(
-        Command::new(cargo_lambda())
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-            ])
-            .args(["--invoke-port", &port.to_string()])
-            .current_dir(repo_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cargo lambda watch (install it with scripts/setup.sh)"),
-    );
-    wait_for_port(port);
+    let (_runtime, port) = start_runtime_emulator();
 
     let keys = &world.function_keys;
     let mut function = Running(

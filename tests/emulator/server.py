@@ -917,8 +917,7 @@ class Harness:
                 result = self.queue_notifications(body["bucket"], body["queue"])
             elif route == "receive":
                 result = self.receive(body["queue_url"], int(body.get("max_messages", 10)),
-                                      int(body.get("min_messages", 1)),
-                                      float(body.get("wait_seconds", 10)))
+                                      int(body.get("min_messages", 1)))
             elif route == "object-owner":
                 with self.state.lock:
                     owner = self.state.owners.get((request.args["bucket"], request.args["key"]))
@@ -974,17 +973,20 @@ class Harness:
                 {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
         return {"queue_url": url, "queue_arn": arn}
 
-    def receive(self, queue_url: str, max_messages: int, min_messages: int, wait_seconds: float) -> dict:
-        """Receives up to max_messages and returns them as the SQS event Lambda would deliver."""
-        import time
+    def receive(self, queue_url: str, max_messages: int, min_messages: int) -> dict:
+        """Receives up to max_messages and returns them as the SQS event Lambda would deliver.
 
+        moto sends a bucket's notifications while it serves the request that caused them, so the
+        messages are in the queue before that request returns: no waiting. A queue that answers
+        empty three times in a row has no more to give."""
         sqs = self.client("sqs", self.admins["a"])
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         messages = []
-        deadline = time.monotonic() + wait_seconds
-        while len(messages) < min_messages and time.monotonic() < deadline:
+        empty = 0
+        while len(messages) < min_messages and empty < 3:
             batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - len(messages)),
-                                        AttributeNames=["All"], WaitTimeSeconds=1).get("Messages", [])
+                                        AttributeNames=["All"]).get("Messages", [])
+            empty = 0 if batch else empty + 1
             messages.extend(batch)
             if len(messages) >= max_messages:
                 break

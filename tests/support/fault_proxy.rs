@@ -1,12 +1,15 @@
 //! A fault-injecting HTTP proxy between the function's S3 client and the emulator. On a chosen
-//! share of requests it answers `503 SlowDown`, answers `500 InternalError`, resets the
-//! connection, or stalls past the client's attempt timeout — always before forwarding, so a
-//! faulted request never reaches S3 and a failure reported to the caller is a copy not made.
+//! share of requests it answers `503 SlowDown`, answers `500 InternalError` or resets the
+//! connection, all before forwarding (the request never reaches S3), or loses the reply: it
+//! forwards the request, lets S3 apply it, and then either holds the response far longer than the
+//! client's attempt timeout (a bounded number of times: the client's timeout fires by design) or
+//! cuts the connection instead of answering. A lost reply is what a real network does to a
+//! request S3 has applied; the caller cannot tell it from a failure.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -20,6 +23,19 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// Which requests the proxy faults, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPlan {
+    /// Share of requests faulted, in percent, in equal parts: 503, 500, reset before forwarding,
+    /// reply lost after forwarding.
+    pub percent: u64,
+    /// How long a held reply is kept back: several times the client's attempt timeout, so that
+    /// the timeout fires whatever the machine's speed.
+    pub hold: Duration,
+    /// How many replies are held; every later lost reply is cut instead (no wait).
+    pub max_holds: u64,
+}
+
 /// What the proxy saw and did.
 #[derive(Debug, Default)]
 pub struct FaultStats {
@@ -28,7 +44,13 @@ pub struct FaultStats {
     pub slow_down: AtomicU64,
     pub internal_error: AtomicU64,
     pub reset: AtomicU64,
-    pub stalled: AtomicU64,
+    /// Forwarded, applied by S3, and the response held past the client's timeout.
+    pub held: AtomicU64,
+    /// Forwarded, applied by S3, and the connection cut instead of the response.
+    pub cut: AtomicU64,
+    /// The slowest round trip to the emulator of a forwarded request, in milliseconds: the
+    /// figure the client's attempt timeout must stay far above.
+    pub slowest_forward_ms: AtomicU64,
 }
 
 impl FaultStats {
@@ -36,19 +58,26 @@ impl FaultStats {
         self.slow_down.load(Ordering::Relaxed)
             + self.internal_error.load(Ordering::Relaxed)
             + self.reset.load(Ordering::Relaxed)
-            + self.stalled.load(Ordering::Relaxed)
+            + self.replies_lost()
+    }
+
+    /// Requests S3 applied whose reply the client never got.
+    pub fn replies_lost(&self) -> u64 {
+        self.held.load(Ordering::Relaxed) + self.cut.load(Ordering::Relaxed)
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "requests {}, forwarded {}, faults {} (503 SlowDown {}, 500 InternalError {}, connection reset {}, stalled {})",
+            "requests {}, forwarded {}, faults {} (503 SlowDown {}, 500 InternalError {}, connection reset {}, reply held {}, reply cut {}); slowest forwarded round trip {} ms",
             self.requests.load(Ordering::Relaxed),
             self.forwarded.load(Ordering::Relaxed),
             self.faults(),
             self.slow_down.load(Ordering::Relaxed),
             self.internal_error.load(Ordering::Relaxed),
             self.reset.load(Ordering::Relaxed),
-            self.stalled.load(Ordering::Relaxed),
+            self.held.load(Ordering::Relaxed),
+            self.cut.load(Ordering::Relaxed),
+            self.slowest_forward_ms.load(Ordering::Relaxed),
         )
     }
 }
@@ -72,10 +101,17 @@ impl std::fmt::Display for Reset {
 
 impl std::error::Error for Reset {}
 
+/// What the proxy does with one request.
+enum Fault {
+    SlowDown,
+    InternalError,
+    Reset,
+    LoseReply,
+}
+
 impl FaultProxy {
-    /// Starts a proxy to `upstream` faulting `percent` of requests (in equal shares of the four
-    /// kinds); a stall lasts `stall`.
-    pub async fn start(upstream: &str, percent: u64, stall: Duration) -> FaultProxy {
+    /// Starts a proxy to `upstream` faulting requests as `plan` says.
+    pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let stats = Arc::new(FaultStats::default());
@@ -94,7 +130,7 @@ impl FaultProxy {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let (client, upstream, stats) =
                             (client.clone(), upstream.clone(), Arc::clone(&stats));
-                        async move { handle(request, &client, &upstream, &stats, percent, stall).await }
+                        async move { handle(request, &client, &upstream, &stats, plan).await }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -106,38 +142,73 @@ impl FaultProxy {
     }
 }
 
+/// The fault for the `number`th request: a fixed pseudo-random sequence, so that every run
+/// faults the same share.
+fn draw(number: u64, percent: u64) -> Option<Fault> {
+    let draw = number.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % 400;
+    if draw >= percent * 4 {
+        return None;
+    }
+    Some(match draw % 4 {
+        0 => Fault::SlowDown,
+        1 => Fault::InternalError,
+        2 => Fault::Reset,
+        _ => Fault::LoseReply,
+    })
+}
+
 async fn handle(
+    request: Request<Incoming>,
+    client: &Client<HttpConnector, Incoming>,
+    upstream: &Uri,
+    stats: &FaultStats,
+    plan: FaultPlan,
+) -> Result<Response<ProxyBody>, Reset> {
+    let number = stats.requests.fetch_add(1, Ordering::Relaxed);
+    let lose_reply = match draw(number, plan.percent) {
+        None => false,
+        Some(Fault::SlowDown) => {
+            stats.slow_down.fetch_add(1, Ordering::Relaxed);
+            return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown"));
+        }
+        Some(Fault::InternalError) => {
+            stats.internal_error.fetch_add(1, Ordering::Relaxed);
+            return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"));
+        }
+        Some(Fault::Reset) => {
+            stats.reset.fetch_add(1, Ordering::Relaxed);
+            return Err(Reset);
+        }
+        Some(Fault::LoseReply) => true,
+    };
+    let response = forward(request, client, upstream, stats).await?;
+    if !lose_reply {
+        return Ok(response.map(|body| body.boxed()));
+    }
+    // The request was applied; read the whole reply, so the emulator is done with it, then lose it.
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
+    let holding = stats
+        .held
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            (held < plan.max_holds).then_some(held + 1)
+        })
+        .is_ok();
+    if !holding {
+        stats.cut.fetch_add(1, Ordering::Relaxed);
+        return Err(Reset);
+    }
+    tokio::time::sleep(plan.hold).await;
+    Ok(Response::from_parts(parts, full(body)))
+}
+
+/// Sends `request` to the emulator and records how long the round trip took.
+async fn forward(
     mut request: Request<Incoming>,
     client: &Client<HttpConnector, Incoming>,
     upstream: &Uri,
     stats: &FaultStats,
-    percent: u64,
-    stall: Duration,
-) -> Result<Response<ProxyBody>, Reset> {
-    let number = stats.requests.fetch_add(1, Ordering::Relaxed);
-    // A fixed pseudo-random sequence: the same share of faults on every run.
-    let draw = number.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % 400;
-    if draw < percent * 4 {
-        match draw % 4 {
-            0 => {
-                stats.slow_down.fetch_add(1, Ordering::Relaxed);
-                return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown"));
-            }
-            1 => {
-                stats.internal_error.fetch_add(1, Ordering::Relaxed);
-                return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"));
-            }
-            2 => {
-                stats.reset.fetch_add(1, Ordering::Relaxed);
-                return Err(Reset);
-            }
-            _ => {
-                stats.stalled.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(stall).await;
-                return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown"));
-            }
-        }
-    }
+) -> Result<Response<Incoming>, Reset> {
     stats.forwarded.fetch_add(1, Ordering::Relaxed);
     let path = request
         .uri()
@@ -150,10 +221,19 @@ async fn handle(
     )
     .parse()
     .unwrap();
-    match client.request(request).await {
-        Ok(response) => Ok(response.map(|body| body.boxed())),
-        Err(_) => Err(Reset),
-    }
+    let started = Instant::now();
+    let response = client.request(request).await.map_err(|_| Reset)?;
+    let millis = started.elapsed().as_millis() as u64;
+    stats
+        .slowest_forward_ms
+        .fetch_max(millis, Ordering::Relaxed);
+    Ok(response)
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 fn error(status: StatusCode, code: &str) -> Response<ProxyBody> {
@@ -163,10 +243,6 @@ fn error(status: StatusCode, code: &str) -> Response<ProxyBody> {
     Response::builder()
         .status(status)
         .header("content-type", "application/xml")
-        .body(
-            Full::new(Bytes::from(body))
-                .map_err(|never: Infallible| match never {})
-                .boxed(),
-        )
+        .body(full(Bytes::from(body)))
         .unwrap()
 }
