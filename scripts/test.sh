@@ -13,6 +13,7 @@ rm -rf "$logs"
 mkdir -p "$logs/run"
 export S3R_TEST_LOG_DIR="$logs/run" S3R_SECRETS_FILE="$logs/secrets.jsonl"
 cargo test "$@" 2>&1 | tee "$logs/run/cargo-test.log"
-# One line with the totals of every test binary.
+# The figures the tests measured, then one line with the totals of every test binary.
+cat "$logs/run/figures.txt" 2>/dev/null || true
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$logs/run/cargo-test.log"
 .venv/bin/python scripts/scan-logs.py "$logs/run" "$S3R_SECRETS_FILE"

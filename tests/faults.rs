@@ -179,10 +179,10 @@ async fn event_mode_loses_nothing_under_faults() {
         failed_but_in_b <= lost,
         "{failed_but_in_b} reported failed but in B, only {lost} replies lost"
     );
-    println!(
+    support::report_figures(&format!(
         "event mode: {OBJECTS} objects, deliveries per round (sent, failed): {rounds:?}; reported failed but in B: {failed_but_in_b}; proxy: {}; losses 0",
         proxy.stats.summary()
-    );
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,10 +267,10 @@ async fn backfill_loses_nothing_under_faults() {
         lowest_concurrency < 16,
         "concurrency never lowered: {runs:?}"
     );
-    println!(
+    support::report_figures(&format!(
         "backfill: {OBJECTS} objects, runs: {runs:?}; reported failed but in B: {failed_but_in_b}; 503s counted by the client {counted}; proxy: {}; losses 0",
         proxy.stats.summary()
-    );
+    ));
 }
 
 /// Every kind of fault happened, the held replies included: the attempt timeout fired by design.

@@ -56,6 +56,24 @@ pub fn keep_log(name: &str, text: &str) {
     }
 }
 
+/// Prints a figure a test measured and, with `S3R_TEST_LOG_DIR` set, appends it to `figures.txt`
+/// there, which scripts/test.sh prints after the run (the test harness hides a passing test's
+/// output).
+pub fn report_figures(text: &str) {
+    println!("{text}");
+    let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") else {
+        return;
+    };
+    let directory = PathBuf::from(directory);
+    std::fs::create_dir_all(&directory).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(directory.join("figures.txt"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).unwrap();
+}
+
 pub const ACCOUNT_A: &str = "111111111111";
 
 /// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
