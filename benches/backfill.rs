@@ -11,7 +11,8 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::Client;
 use futures::StreamExt;
-use s3_replicator::backfill::{BackfillRequest, SelfInvoker, run_backfill};
+use s3_replicator::backfill::{BackfillRequest, run_backfill};
+use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::{Config, Replicator, S3Clients};
 use serde_json::json;
 

@@ -83,7 +83,7 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::fr
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// The default `MULTIPART_THRESHOLD`: 256 MiB.
-pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 256 * crate::parts::MIB;
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 256 * crate::limits::MIB;
 
 /// The default `PART_CONCURRENCY`.
 pub const DEFAULT_PART_CONCURRENCY: usize = 16;
@@ -258,7 +258,7 @@ fn count(
 /// A size in bytes, human sizes accepted (`64MiB`, `1 GiB`, `100MB`, `5242880`), from 5 MiB to
 /// 5 GiB, or `default` when unset.
 fn size(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
-    use crate::parts::{MAX_PART_SIZE, MIN_PART_SIZE};
+    use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
     let Some(value) = value else {
         return Ok(default);
     };

@@ -5,7 +5,7 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.is_empty() {
-        if let Err(error) = s3_replicator::cli::run(&args).await {
+        if let Err(error) = s3_replicator::entry::cli::run(&args).await {
             eprintln!("{error}");
             std::process::exit(2);
         }

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use futures::StreamExt;
-use s3_replicator::backfill::{BackfillReport, BackfillRequest, SelfInvoker, run_backfill};
+use s3_replicator::backfill::{BackfillReport, BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
+use s3_replicator::invoke::SelfInvoker;
 use serde_json::{Value, json};
 use support::{FUNCTION_ARN, World, WorldOptions, etags, fixture};
 

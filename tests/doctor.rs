@@ -3,9 +3,9 @@
 
 mod support;
 
-use s3_replicator::backfill::SelfInvoker;
-use s3_replicator::doctor::{DoctorReport, Status, run_doctor};
 use s3_replicator::handle_payload;
+use s3_replicator::invoke::SelfInvoker;
+use s3_replicator::ops::doctor::{DoctorReport, Status, run_doctor};
 use serde_json::json;
 use support::{FUNCTION_ARN, World, WorldOptions};
 

@@ -3,18 +3,18 @@
 
 mod support;
 
-use s3_replicator::event::{Invocation, MessageContent, ObjectEventKind, decode_invocation};
+use s3_replicator::decode::{Invocation, MessageContent, ObjectEventKind, decode_invocation};
 use serde_json::json;
 use support::{fixture, sqs_batch};
 
-fn direct(name: &str) -> Vec<s3_replicator::event::ObjectEvent> {
+fn direct(name: &str) -> Vec<s3_replicator::decode::ObjectEvent> {
     match decode_invocation(&fixture(name)).unwrap() {
         Invocation::Direct(records) => records.into_iter().map(Result::unwrap).collect(),
         other => panic!("{name}: {other:?}"),
     }
 }
 
-fn queue(payload: &serde_json::Value) -> Vec<s3_replicator::event::QueueMessage> {
+fn queue(payload: &serde_json::Value) -> Vec<s3_replicator::decode::QueueMessage> {
     match decode_invocation(payload).unwrap() {
         Invocation::Queue(messages) => messages,
         other => panic!("{other:?}"),
@@ -132,7 +132,7 @@ fn other_s3_event_types_decode_as_other() {
     assert_eq!(direct_value(&event)[0].kind, ObjectEventKind::Other);
 }
 
-fn direct_value(payload: &serde_json::Value) -> Vec<s3_replicator::event::ObjectEvent> {
+fn direct_value(payload: &serde_json::Value) -> Vec<s3_replicator::decode::ObjectEvent> {
     match decode_invocation(payload).unwrap() {
         Invocation::Direct(records) => records.into_iter().map(Result::unwrap).collect(),
         other => panic!("{other:?}"),

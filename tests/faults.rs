@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use s3_replicator::backfill::{BackfillError, BackfillRequest, SelfInvoker, run_backfill};
+use s3_replicator::backfill::{BackfillError, BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
+use s3_replicator::invoke::SelfInvoker;
 use serde_json::{Value, json};
 use support::fault_proxy::{FaultPlan, FaultProxy};
 use support::{World, WorldOptions, etags, fixture, s3_event};

@@ -5,9 +5,9 @@
 mod support;
 
 use proptest::prelude::*;
-use s3_replicator::event::{Invocation, MessageContent, decode_invocation};
+use s3_replicator::HandlerError;
+use s3_replicator::decode::{Invocation, MessageContent, decode_invocation};
 use s3_replicator::handle_payload;
-use s3_replicator::handler::HandlerError;
 use serde_json::{Value, json};
 use support::{World, WorldOptions, fixture, repo_root};
 

@@ -12,9 +12,10 @@ mod support;
 use std::time::SystemTime;
 
 use s3_replicator::Replicator;
-use s3_replicator::backfill::{BackfillRequest, SelfInvoker, run_backfill};
-use s3_replicator::doctor::{Status, run_doctor};
+use s3_replicator::backfill::{BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
+use s3_replicator::invoke::SelfInvoker;
+use s3_replicator::ops::doctor::{Status, run_doctor};
 use serde_json::{Value, json};
 use support::{FUNCTION_ARN, World, WorldOptions, s3_event};
 

@@ -5,8 +5,8 @@ mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
+use s3_replicator::HandlerError;
 use s3_replicator::handle_payload;
-use s3_replicator::handler::HandlerError;
 use serde_json::json;
 use support::{
     ACCOUNT_B, World, WorldOptions, eventbridge_event, failed_message_ids, fixture, s3_event,

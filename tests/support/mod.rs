@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use s3_replicator::Config;
-use s3_replicator::policy::DestinationGrant;
+use s3_replicator::ops::policy::DestinationGrant;
 use serde_json::{Value, json};
 
 /// `name-<pid>.log` in `S3R_TEST_LOG_DIR` (created), when scripts/test.sh set it.
@@ -516,7 +516,7 @@ impl World {
         &self,
         replicator: &s3_replicator::Replicator,
         key: &str,
-    ) -> Result<Value, s3_replicator::handler::HandlerError> {
+    ) -> Result<Value, s3_replicator::HandlerError> {
         s3_replicator::handle_payload(
             &s3_event("s3-put.json", &self.source_bucket, key),
             replicator,

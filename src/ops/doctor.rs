@@ -11,10 +11,10 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::backfill::SelfInvoker;
+use crate::copy::Replicator;
 use crate::error::{FailureClass, S3Failure, classify};
-use crate::policy::DestinationGrant;
-use crate::replicate::Replicator;
+use crate::invoke::SelfInvoker;
+use crate::ops::policy::DestinationGrant;
 
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

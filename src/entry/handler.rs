@@ -10,10 +10,11 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backfill::{BackfillError, BackfillRequest, SelfInvoker, run_backfill};
-use crate::batch::{is_batch_job, run_batch_job};
-use crate::event::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
-use crate::replicate::{Outcome, Replicator};
+use crate::backfill::{BackfillError, BackfillRequest, run_backfill};
+use crate::copy::{FailedObject, Outcome, Replicator};
+use crate::decode::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
+use crate::entry::batch::{is_batch_job, run_batch_job};
+use crate::invoke::SelfInvoker;
 
 /// How many objects of one invocation are replicated at the same time.
 const OBJECT_CONCURRENCY: usize = 16;
@@ -60,19 +61,6 @@ impl From<HandlerError> for Diagnostic {
             error_message: error.to_string(),
         }
     }
-}
-
-/// One failed object, as listed in a summary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FailedObject {
-    /// The bucket the event named.
-    pub bucket: String,
-    /// The decoded key (empty when the record could not be decoded at all).
-    pub key: String,
-    /// A short error code.
-    pub error_code: String,
-    /// The full reason.
-    pub error: String,
 }
 
 /// Counts of outcomes for one invocation, returned to direct invokers and logged.
@@ -226,7 +214,7 @@ pub async fn handle_with_context(
             client: context.lambda,
             function_arn: context.function_arn,
         };
-        let report = crate::doctor::run_doctor(replicator, invoker).await;
+        let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
         tracing::info!(healthy = report.healthy, "permission doctor ran");
         return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
     }
@@ -301,7 +289,7 @@ async fn replicate_all(events: &[ObjectEvent], replicator: &Replicator) -> Vec<O
 /// Replicates every object of every message, and names in `batchItemFailures` exactly the
 /// messages that must come back: undecodable ones and those with a failed object.
 async fn replicate_queue_batch(
-    messages: Vec<crate::event::QueueMessage>,
+    messages: Vec<crate::decode::QueueMessage>,
     replicator: &Replicator,
 ) -> (SqsBatchResponse, Summary) {
     let mut summary = Summary::default();

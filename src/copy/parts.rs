@@ -1,18 +1,7 @@
 //! Part layouts for multipart copies, within S3's rules: every part at most 5 GiB, every part but
 //! the last at least 5 MiB, at most 10,000 parts — so objects up to 48.8 TiB can be copied.
 
-/// One mebibyte.
-pub const MIB: u64 = 1024 * 1024;
-/// One gibibyte.
-pub const GIB: u64 = 1024 * MIB;
-/// The smallest part S3 accepts, except the last.
-pub const MIN_PART_SIZE: u64 = 5 * MIB;
-/// The largest part S3 accepts, and the largest object one `CopyObject` can copy.
-pub const MAX_PART_SIZE: u64 = 5 * GIB;
-/// The most parts one upload may have.
-pub const MAX_PARTS: u64 = 10_000;
-/// The largest object a multipart copy can produce: 10,000 parts of 5 GiB.
-pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
+use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE};
 
 /// One part: its number and the inclusive byte range of the source it copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +101,7 @@ pub fn multipart_part_count(etag: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::GIB;
 
     fn covers(parts: &[Part], size: u64) {
         assert_eq!(parts.first().unwrap().first, 0);

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::copy::{FailedObject, Outcome, Replicator};
+use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{ReplicationError, S3Failure, Side, Target, classify};
-use crate::event::{ObjectEvent, ObjectEventKind};
-use crate::handler::FailedObject;
-use crate::replicate::{Outcome, Replicator};
+use crate::invoke::SelfInvoker;
 
 /// How many failures a report lists by name.
 const LISTED_FAILURES: usize = 50;
@@ -227,39 +227,6 @@ pub enum BackfillError {
         /// The payload that resumes the backfill.
         resume: Value,
     },
-}
-
-/// Where a backfill may start the function again (its own ARN) and with which client.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SelfInvoker<'a> {
-    /// The Lambda client built at init.
-    pub client: Option<&'a aws_sdk_lambda::Client>,
-    /// The ARN this invocation was made with (`context.invoked_function_arn`).
-    pub function_arn: Option<&'a str>,
-}
-
-impl SelfInvoker<'_> {
-    /// Invokes the function asynchronously with `payload`.
-    async fn start(&self, payload: &Value) -> Result<(), BackfillError> {
-        let failed = |message: String| BackfillError::Continuation {
-            message,
-            resume: payload.clone(),
-        };
-        let (Some(client), Some(arn)) = (self.client, self.function_arn) else {
-            return Err(failed(
-                "no Lambda client or function ARN in this environment".into(),
-            ));
-        };
-        client
-            .invoke()
-            .function_name(arn)
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failed(aws_sdk_lambda::error::DisplayErrorContext(e).to_string()))
-    }
 }
 
 /// The error for a failed listing of one side's bucket.
@@ -596,7 +563,13 @@ pub async fn run_backfill(
     if !exhausted {
         let resume = request.resume_after(watermark);
         if request.continue_backfill {
-            invoker.start(&resume).await?;
+            invoker
+                .start(&resume)
+                .await
+                .map_err(|message| BackfillError::Continuation {
+                    message,
+                    resume: resume.clone(),
+                })?;
             report.continued = true;
             tracing::info!(
                 hop = report.hop + 1,
@@ -753,7 +726,13 @@ async fn fan_out(
             continue_backfill: true,
             ..Default::default()
         }});
-        invoker.start(&payload).await?;
+        invoker
+            .start(&payload)
+            .await
+            .map_err(|message| BackfillError::Continuation {
+                message,
+                resume: payload.clone(),
+            })?;
         tracing::info!(shard = %shard, "backfill shard started");
     }
     Ok(shards)

@@ -9,10 +9,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use futures::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
 use crate::config::Config;
 use crate::error::{S3Failure, Side, classify};
 use crate::keys::encode_copy_source;
-use crate::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
 
 /// Characters kept as they are in a `Tagging` header value (form encoding of `key=value&...`).
 const TAG_KEEP: &AsciiSet = &NON_ALPHANUMERIC

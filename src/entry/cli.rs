@@ -1,7 +1,10 @@
 //! Commands the binary runs outside Lambda, so account B's owner can produce what it needs
 //! without deploying anything.
 
-use crate::policy::DestinationGrant;
+use crate::entry::runtime::replicator_from_env;
+use crate::invoke::SelfInvoker;
+use crate::ops::doctor::run_doctor;
+use crate::ops::policy::DestinationGrant;
 
 const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket BUCKET [--prefix PREFIX] [--no-acl] [--replicate-deletes]
        s3-replicator doctor [--function-arn ARN]   (configuration from the same environment variables as the function;
@@ -31,15 +34,15 @@ pub async fn run(args: &[String]) -> Result<(), UsageError> {
                 [flag, arn] if flag == "--function-arn" => Some(arn.as_str()),
                 other => return Err(UsageError(format!("unexpected arguments {other:?}"))),
             };
-            let (replicator, sdk_config) = crate::replicator_from_env()
+            let (replicator, sdk_config) = replicator_from_env()
                 .await
                 .map_err(|e| UsageError(format!("configuration: {e}")))?;
             let lambda = aws_sdk_lambda::Client::new(&sdk_config);
-            let invoker = crate::backfill::SelfInvoker {
+            let invoker = SelfInvoker {
                 client: Some(&lambda),
                 function_arn,
             };
-            let report = crate::doctor::run_doctor(&replicator, invoker).await;
+            let report = run_doctor(&replicator, invoker).await;
             print!("{}", report.to_table());
             if report.healthy {
                 Ok(())

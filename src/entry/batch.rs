@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::{ObjectEvent, ObjectEventKind};
+use crate::copy::{Outcome, Replicator, SkipReason};
+use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::keys::decode_event_key;
-use crate::replicate::{Outcome, Replicator, SkipReason};
 
 /// Whether `payload` is a Batch Operations invocation.
 pub fn is_batch_job(payload: &Value) -> bool {

@@ -1,14 +1,16 @@
 //! Replicating one object: a server-side copy (or delete) into the destination bucket, ending
 //! in exactly one [`Outcome`].
 
-use std::fmt;
-use std::time::Duration;
+pub mod multipart;
+mod outcome;
+pub mod parts;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-
-use crate::S3Clients;
 use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, TaggingDirective};
+
+use crate::clients::S3Clients;
+pub use outcome::{FailedObject, Outcome, SkipReason};
 
 /// Whether an object is encrypted with a KMS key (its ETag is then not an MD5 of its bytes).
 fn is_kms(head: &HeadObjectOutput) -> bool {
@@ -19,128 +21,14 @@ fn is_kms(head: &HeadObjectOutput) -> bool {
 }
 
 use crate::config::Config;
+use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{FailureClass, ReplicationError, S3Failure, Side, Target, classify};
-use crate::event::{ObjectEvent, ObjectEventKind};
 use crate::keys::{destination_key, encode_copy_source};
-use crate::multipart::{CopyError, PartsCopied, SourceObject, copy_in_parts, verify};
+use multipart::{CopyError, PartsCopied, SourceObject, copy_in_parts, verify};
 
 /// How many times a copy is attempted when the source changes between reading its ETag and
 /// copying it; each attempt copies the then-current object.
 const COPY_ATTEMPTS: usize = 3;
-
-/// Why an object was deliberately not replicated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The key lies outside `SOURCE_PREFIX`.
-    OutsideSourcePrefix(String),
-    /// The source object no longer exists (deleted after the event was sent).
-    SourceGone,
-    /// An ObjectRemoved event while `REPLICATE_DELETES` is off.
-    DeletesNotReplicated,
-    /// An ObjectRemoved event for a key that exists again in the source: deleting the replica
-    /// would lose the newer object's copy.
-    SourceExistsAgain,
-    /// An S3 event type that replication does not act on.
-    EventTypeNotReplicated(String),
-    /// The destination already holds a replica with the source's size and ETag (a repeated
-    /// event for a large object).
-    IdenticalReplica,
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SkipReason::OutsideSourcePrefix(prefix) => {
-                write!(f, "key is outside SOURCE_PREFIX {prefix:?}")
-            }
-            SkipReason::SourceGone => f.write_str("source object no longer exists"),
-            SkipReason::DeletesNotReplicated => {
-                f.write_str("object removal not replicated (REPLICATE_DELETES is false)")
-            }
-            SkipReason::SourceExistsAgain => {
-                f.write_str("source object exists again; replica kept")
-            }
-            SkipReason::EventTypeNotReplicated(name) => {
-                write!(f, "event type {name:?} is not replicated")
-            }
-            SkipReason::IdenticalReplica => {
-                f.write_str("the destination already holds an identical replica")
-            }
-        }
-    }
-}
-
-/// The one result every object ends with.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The current source object was copied to `destination_key`.
-    Copied {
-        /// The key written in the destination bucket.
-        destination_key: String,
-        /// Size of the object copied.
-        bytes: i64,
-    },
-    /// The replica at `destination_key` was deleted.
-    Deleted {
-        /// The key deleted in the destination bucket.
-        destination_key: String,
-    },
-    /// Nothing was written, on purpose.
-    Skipped(SkipReason),
-    /// Replication failed; the error says whether a retry can help.
-    Failed(ReplicationError),
-}
-
-impl Outcome {
-    /// The outcome's name in logs and summaries.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Copied { .. } => "copied",
-            Outcome::Deleted { .. } => "deleted",
-            Outcome::Skipped(_) => "skipped",
-            Outcome::Failed(_) => "failed",
-        }
-    }
-
-    /// Writes the outcome's one structured log line.
-    pub fn log(&self, event: &ObjectEvent, duration: Duration) {
-        let duration_ms = duration.as_millis() as u64;
-        let (bucket, key, event_name) = (&event.bucket, &event.key, &event.event_name);
-        match self {
-            Outcome::Copied {
-                destination_key,
-                bytes,
-            } => tracing::info!(
-                bucket,
-                key,
-                destination_key,
-                bytes,
-                event_name,
-                duration_ms,
-                outcome = "copied",
-                "object replicated"
-            ),
-            Outcome::Deleted { destination_key } => tracing::info!(
-                bucket,
-                key,
-                destination_key,
-                event_name,
-                duration_ms,
-                outcome = "deleted",
-                "replica deleted"
-            ),
-            Outcome::Skipped(reason) => tracing::info!(
-                bucket, key, event_name, duration_ms, outcome = "skipped",
-                reason = %reason, "object skipped"
-            ),
-            Outcome::Failed(error) => tracing::error!(
-                bucket, key, event_name, duration_ms, outcome = "failed",
-                error_code = error.code(), transient = error.is_transient(),
-                error = %error, "object failed"
-            ),
-        }
-    }
-}
 
 /// Replicates objects from the configured source bucket to the destination bucket with the S3
 /// clients built once at init.

@@ -1,0 +1,136 @@
+//! The result every object ends with, and the failed-object entry that every mode's report lists.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::decode::ObjectEvent;
+use crate::error::ReplicationError;
+
+/// Why an object was deliberately not replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The key lies outside `SOURCE_PREFIX`.
+    OutsideSourcePrefix(String),
+    /// The source object no longer exists (deleted after the event was sent).
+    SourceGone,
+    /// An ObjectRemoved event while `REPLICATE_DELETES` is off.
+    DeletesNotReplicated,
+    /// An ObjectRemoved event for a key that exists again in the source: deleting the replica
+    /// would lose the newer object's copy.
+    SourceExistsAgain,
+    /// An S3 event type that replication does not act on.
+    EventTypeNotReplicated(String),
+    /// The destination already holds a replica with the source's size and ETag (a repeated
+    /// event for a large object).
+    IdenticalReplica,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::OutsideSourcePrefix(prefix) => {
+                write!(f, "key is outside SOURCE_PREFIX {prefix:?}")
+            }
+            SkipReason::SourceGone => f.write_str("source object no longer exists"),
+            SkipReason::DeletesNotReplicated => {
+                f.write_str("object removal not replicated (REPLICATE_DELETES is false)")
+            }
+            SkipReason::SourceExistsAgain => {
+                f.write_str("source object exists again; replica kept")
+            }
+            SkipReason::EventTypeNotReplicated(name) => {
+                write!(f, "event type {name:?} is not replicated")
+            }
+            SkipReason::IdenticalReplica => {
+                f.write_str("the destination already holds an identical replica")
+            }
+        }
+    }
+}
+
+/// The one result every object ends with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The current source object was copied to `destination_key`.
+    Copied {
+        /// The key written in the destination bucket.
+        destination_key: String,
+        /// Size of the object copied.
+        bytes: i64,
+    },
+    /// The replica at `destination_key` was deleted.
+    Deleted {
+        /// The key deleted in the destination bucket.
+        destination_key: String,
+    },
+    /// Nothing was written, on purpose.
+    Skipped(SkipReason),
+    /// Replication failed; the error says whether a retry can help.
+    Failed(ReplicationError),
+}
+
+impl Outcome {
+    /// The outcome's name in logs and summaries.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Copied { .. } => "copied",
+            Outcome::Deleted { .. } => "deleted",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// Writes the outcome's one structured log line.
+    pub fn log(&self, event: &ObjectEvent, duration: Duration) {
+        let duration_ms = duration.as_millis() as u64;
+        let (bucket, key, event_name) = (&event.bucket, &event.key, &event.event_name);
+        match self {
+            Outcome::Copied {
+                destination_key,
+                bytes,
+            } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                bytes,
+                event_name,
+                duration_ms,
+                outcome = "copied",
+                "object replicated"
+            ),
+            Outcome::Deleted { destination_key } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                event_name,
+                duration_ms,
+                outcome = "deleted",
+                "replica deleted"
+            ),
+            Outcome::Skipped(reason) => tracing::info!(
+                bucket, key, event_name, duration_ms, outcome = "skipped",
+                reason = %reason, "object skipped"
+            ),
+            Outcome::Failed(error) => tracing::error!(
+                bucket, key, event_name, duration_ms, outcome = "failed",
+                error_code = error.code(), transient = error.is_transient(),
+                error = %error, "object failed"
+            ),
+        }
+    }
+}
+
+/// One failed object, as listed in a summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailedObject {
+    /// The bucket the event named.
+    pub bucket: String,
+    /// The decoded key (empty when the record could not be decoded at all).
+    pub key: String,
+    /// A short error code.
+    pub error_code: String,
+    /// The full reason.
+    pub error: String,
+}

@@ -1,0 +1,31 @@
+//! Invoking the function itself, asynchronously: how a backfill continues past the deadline and
+//! fans out.
+
+use serde_json::Value;
+
+/// Where a backfill (or the doctor) may start the function again (its own ARN) and with which client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SelfInvoker<'a> {
+    /// The Lambda client built at init.
+    pub client: Option<&'a aws_sdk_lambda::Client>,
+    /// The ARN this invocation was made with (`context.invoked_function_arn`).
+    pub function_arn: Option<&'a str>,
+}
+
+impl SelfInvoker<'_> {
+    /// Invokes the function asynchronously with `payload`; the error says why it could not.
+    pub async fn start(&self, payload: &Value) -> Result<(), String> {
+        let (Some(client), Some(arn)) = (self.client, self.function_arn) else {
+            return Err("no Lambda client or function ARN in this environment".into());
+        };
+        client
+            .invoke()
+            .function_name(arn)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+    }
+}
