@@ -112,16 +112,7 @@ impl Config {
             ));
         }
 
-        let destination_acl = match get("DESTINATION_ACL").as_deref() {
-            None => Some(ObjectCannedAcl::BucketOwnerFullControl),
-            Some("none") => None,
-            Some(value) => Some(known_value(
-                "DESTINATION_ACL",
-                value,
-                ObjectCannedAcl::values(),
-                "none",
-            )?),
-        };
+        let destination_acl = acl(get("DESTINATION_ACL"))?;
         let destination_storage_class = get("DESTINATION_STORAGE_CLASS")
             .map(|value| {
                 known_value(
@@ -166,48 +157,73 @@ impl Config {
                 DEFAULT_PART_CONCURRENCY,
                 100,
             )?,
-            destination_account_id: get("DESTINATION_ACCOUNT_ID")
-                .map(|id| {
-                    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
-                        Ok(id)
-                    } else {
-                        Err(ConfigError::new(
-                            "DESTINATION_ACCOUNT_ID",
-                            format!("{id:?} is not an AWS account id (12 digits)"),
-                        ))
-                    }
-                })
-                .transpose()?,
+            destination_account_id: get("DESTINATION_ACCOUNT_ID").map(account_id).transpose()?,
             function_role_arn: get("FUNCTION_ROLE_ARN"),
-            attempt_timeout: match get("S3_ATTEMPT_TIMEOUT") {
-                None => DEFAULT_ATTEMPT_TIMEOUT,
-                Some(value) => humantime::parse_duration(value.trim())
-                    .ok()
-                    .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(900))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "S3_ATTEMPT_TIMEOUT",
-                            format!("{value:?} is not allowed: use a duration up to 15m, for example 30s or 500ms"),
-                        )
-                    })?,
-            },
+            attempt_timeout: attempt_timeout(get("S3_ATTEMPT_TIMEOUT"))?,
             max_attempts: count(
                 "S3_MAX_ATTEMPTS",
                 get("S3_MAX_ATTEMPTS"),
                 DEFAULT_MAX_ATTEMPTS as usize,
                 20,
             )? as u32,
-            adaptive_retry: match get("S3_RETRY_MODE").as_deref() {
-                None | Some("adaptive") => true,
-                Some("standard") => false,
-                Some(other) => {
-                    return Err(ConfigError::new(
-                        "S3_RETRY_MODE",
-                        format!("{other:?} is not allowed: use adaptive or standard"),
-                    ));
-                }
-            },
+            adaptive_retry: adaptive_retry(get("S3_RETRY_MODE"))?,
         })
+    }
+}
+
+/// `DESTINATION_ACL`: `bucket-owner-full-control` unless set; `none` sends no ACL.
+fn acl(value: Option<String>) -> Result<Option<ObjectCannedAcl>, ConfigError> {
+    match value.as_deref() {
+        None => Ok(Some(ObjectCannedAcl::BucketOwnerFullControl)),
+        Some("none") => Ok(None),
+        Some(value) => Ok(Some(known_value(
+            "DESTINATION_ACL",
+            value,
+            ObjectCannedAcl::values(),
+            "none",
+        )?)),
+    }
+}
+
+/// `DESTINATION_ACCOUNT_ID`: twelve digits.
+fn account_id(id: String) -> Result<String, ConfigError> {
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ConfigError::new(
+            "DESTINATION_ACCOUNT_ID",
+            format!("{id:?} is not an AWS account id (12 digits)"),
+        ))
+    }
+}
+
+/// `S3_ATTEMPT_TIMEOUT`: a human duration up to 15 minutes.
+fn attempt_timeout(value: Option<String>) -> Result<std::time::Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_ATTEMPT_TIMEOUT);
+    };
+    humantime::parse_duration(value.trim())
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(900))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "S3_ATTEMPT_TIMEOUT",
+                format!(
+                    "{value:?} is not allowed: use a duration up to 15m, for example 30s or 500ms"
+                ),
+            )
+        })
+}
+
+/// `S3_RETRY_MODE`: whether the retry mode is adaptive (the default) rather than standard.
+fn adaptive_retry(value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref() {
+        None | Some("adaptive") => Ok(true),
+        Some("standard") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            "S3_RETRY_MODE",
+            format!("{other:?} is not allowed: use adaptive or standard"),
+        )),
     }
 }
 

@@ -42,6 +42,8 @@ async fn backfill(world: &World, request: Value, deadline: Option<SystemTime>) -
     .unwrap_or_else(|e| panic!("backfill: {e}"))
 }
 
+// One scenario read top to bottom: the first run, its hops, and the re-run over the same buckets.
+#[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backfills_what_b_lacks_resumes_past_the_deadline_and_repeats_nothing() {
     let world = World::new(

@@ -107,6 +107,8 @@ fn invoke(port: u16, payload: &Value) -> Output {
     output
 }
 
+// One scenario read top to bottom: the runtime emulator, the binary, two invocations, its logs.
+#[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread")]
 async fn compiled_function_replicates_under_the_lambda_runtime_emulator() {
     let world = World::new("binary", WorldOptions::default()).await;

@@ -1,30 +1,30 @@
-//! Replicating one object: a server-side copy (or delete) into the destination bucket, ending
-//! in exactly one [`Outcome`].
+//! Replicating one object: decide what B needs for the key an event names, then copy (whole or
+//! in parts) or delete, and verify; every object ends in exactly one [`Outcome`].
+//!
+//! This module holds the decisions: which source object is current, whether a failure means
+//! "gone", "changed, try again" or "failed". The mechanics live below it: [`source`] (the
+//! source's client and head), [`single`] (one `CopyObject`), [`multipart`] and [`parts`]
+//! (copies in parts), [`verify`] (the replica against its source), [`delete`] (removing
+//! replicas), and [`outcome`] (the results every mode reports). Built on the decoded events and
+//! the clients; the modes (event, backfill, doctor) call it.
 
+mod delete;
 pub mod multipart;
 mod outcome;
 pub mod parts;
-
-use aws_sdk_s3::Client;
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, TaggingDirective};
+mod single;
+mod source;
+mod verify;
 
 use crate::clients::S3Clients;
-pub use outcome::{FailedObject, Outcome, SkipReason};
-
-/// Whether an object is encrypted with a KMS key (its ETag is then not an MD5 of its bytes).
-fn is_kms(head: &HeadObjectOutput) -> bool {
-    matches!(
-        head.server_side_encryption(),
-        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
-    )
-}
-
 use crate::config::Config;
 use crate::decode::{ObjectEvent, ObjectEventKind};
-use crate::error::{FailureClass, ReplicationError, S3Failure, Side, Target, classify};
-use crate::keys::{destination_key, encode_copy_source};
-use multipart::{CopyError, PartsCopied, SourceObject, copy_in_parts, verify};
+use crate::error::{FailureClass, ReplicationError, Side};
+use crate::keys::destination_key;
+use multipart::{PartsCopied, SourceObject, copy_in_parts};
+use outcome::failure_on;
+pub use outcome::{CopyError, FailedObject, Outcome, SkipReason};
+use source::{CurrentSource, SourceEndpoint, head_source};
 
 /// How many times a copy is attempted when the source changes between reading its ETag and
 /// copying it; each attempt copies the then-current object.
@@ -38,10 +38,12 @@ pub struct Replicator {
     config: Config,
 }
 
-/// The source bucket's client and region for one event.
-struct SourceEndpoint<'a> {
-    client: &'a Client,
-    region: &'a str,
+/// What to do after one copy attempt failed.
+enum Next {
+    /// Read the source again and copy what is current now.
+    Retry,
+    /// Stop with this outcome.
+    Stop(Outcome),
 }
 
 impl Replicator {
@@ -54,6 +56,11 @@ impl Replicator {
     /// The clients in use.
     pub fn clients(&self) -> &S3Clients {
         &self.clients
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The source bucket's client: for the region the event names, else the configured one.
@@ -75,29 +82,6 @@ impl Replicator {
                 ))),
             },
         }
-    }
-
-    fn destination_error(
-        &self,
-        failure: S3Failure,
-        operation: &'static str,
-        key: &str,
-    ) -> ReplicationError {
-        ReplicationError::from_s3(
-            failure,
-            operation,
-            Target {
-                side: Side::Destination,
-                bucket: &self.config.destination_bucket,
-                key,
-                region: &self.clients.destination_region,
-            },
-        )
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Replicates the object an event names and returns its outcome. Only the configured source
@@ -139,219 +123,136 @@ impl Replicator {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
-        let threshold = self.config.multipart_threshold;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut head = None;
-            let (key, etag, bytes) = match listed {
-                Some((etag, size)) if attempt == 1 && (size.max(0) as u64) < threshold => {
-                    (event.key.clone(), Some(etag.to_string()), size)
-                }
-                _ => match self.head_source(event, &source).await {
-                    Ok(Some((key, found))) => {
-                        let etag = found.e_tag().map(str::to_string);
-                        let size = found.content_length().unwrap_or_default();
-                        head = Some(found);
-                        (key, etag, size)
+            let listed = listed.filter(|_| attempt == 1);
+            let current = match self.read_current(event, &source, listed).await {
+                Ok(Some(current)) => current,
+                Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
+                Err(error) => return Outcome::Failed(error),
+            };
+            let destination_key =
+                match destination_key(&self.config.destination_prefix, &current.key) {
+                    Ok(mapped) => mapped,
+                    Err(message) => {
+                        return Outcome::Failed(ReplicationError::InvalidEvent(message));
                     }
-                    Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
-                    Err(error) => return Outcome::Failed(error),
-                },
-            };
-            let destination_key = match destination_key(&self.config.destination_prefix, &key) {
-                Ok(mapped) => mapped,
-                Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
-            };
-            let copied = match &head {
-                Some(head) if bytes.max(0) as u64 >= threshold => {
-                    let object = SourceObject {
-                        client: source.client,
-                        bucket: &self.config.source_bucket,
-                        key: &key,
-                        head,
-                    };
-                    copy_in_parts(
-                        self.clients.destination(),
-                        &self.config,
-                        &object,
-                        &destination_key,
-                    )
-                    .await
-                    .map(|done| done == PartsCopied::AlreadyIdentical)
-                }
-                _ => self
-                    .copy_whole(
-                        &source,
-                        &key,
-                        &destination_key,
-                        etag.as_deref(),
-                        bytes,
-                        head.as_ref(),
-                    )
-                    .await
-                    .map(|()| false),
-            };
-            let (operation, side, failure) = match copied {
+                };
+            let copied = self.copy_object(&source, &current, &destination_key).await;
+            let error = match copied {
                 Ok(false) => {
                     return Outcome::Copied {
                         destination_key,
-                        bytes,
+                        bytes: current.bytes,
                     };
                 }
                 Ok(true) => return Outcome::Skipped(SkipReason::IdenticalReplica),
-                Err(CopyError::Mismatch(message)) => {
-                    return Outcome::Failed(ReplicationError::Verification {
-                        key: destination_key,
-                        message,
-                    });
-                }
-                Err(CopyError::S3 {
-                    operation,
-                    side,
-                    failure,
-                }) => (operation, side, failure),
+                Err(error) => error,
             };
-            let copying = matches!(operation, "CopyObject" | "UploadPartCopy");
-            match failure.class {
-                FailureClass::NotFound if copying || side == Side::Source => {
-                    return Outcome::Skipped(SkipReason::SourceGone);
+            match self.after_failure(error, attempt, &source, &current.key, &destination_key) {
+                Next::Retry => {
+                    tracing::warn!(bucket = %event.bucket, key = %current.key, attempt, "source changed during copy; copying the new object")
                 }
-                FailureClass::PreconditionFailed if attempt < COPY_ATTEMPTS => {
-                    tracing::warn!(bucket = %event.bucket, key = %key, attempt, "source changed during copy; copying the new object");
-                }
-                _ if side == Side::Source => {
-                    return Outcome::Failed(ReplicationError::from_s3(
-                        failure,
-                        operation,
-                        Target {
-                            side,
-                            bucket: &self.config.source_bucket,
-                            key: &key,
-                            region: source.region,
-                        },
-                    ));
-                }
-                _ => {
-                    return Outcome::Failed(self.destination_error(
-                        failure,
-                        operation,
-                        &destination_key,
-                    ));
-                }
+                Next::Stop(outcome) => return outcome,
             }
         }
     }
 
-    /// One `CopyObject`, then a check of the replica: its ETag against the source's where both
-    /// are MD5s, else its size.
-    async fn copy_whole(
-        &self,
-        source: &SourceEndpoint<'_>,
-        key: &str,
-        destination_key: &str,
-        etag: Option<&str>,
-        bytes: i64,
-        head: Option<&HeadObjectOutput>,
-    ) -> Result<(), CopyError> {
-        let config = &self.config;
-        let destination = self.clients.destination();
-        let mut request = destination
-            .copy_object()
-            .bucket(&config.destination_bucket)
-            .key(destination_key)
-            .copy_source(encode_copy_source(&config.source_bucket, key))
-            .set_expected_bucket_owner(config.destination_account_id.clone())
-            .set_copy_source_if_match(etag.map(str::to_string))
-            .metadata_directive(MetadataDirective::Copy)
-            .tagging_directive(TaggingDirective::Copy)
-            .set_acl(config.destination_acl.clone())
-            .set_storage_class(config.destination_storage_class.clone());
-        if let Some(kms_key) = &config.destination_kms_key_id {
-            request = request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(kms_key);
-        }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| CopyError::s3("CopyObject", Side::Destination)(classify(e)))?;
-        let replica_etag = output.copy_object_result().and_then(|r| r.e_tag());
-        let plain = |e: Option<&str>| e.is_some_and(|e| !e.contains('-'));
-        let comparable = config.destination_kms_key_id.is_none()
-            && output.server_side_encryption() != Some(&ServerSideEncryption::AwsKms)
-            && plain(etag)
-            && plain(replica_etag);
-        if comparable && replica_etag == etag {
-            return Ok(());
-        }
-        if comparable {
-            // An MD5 mismatch is a bad copy, unless the source's ETag was never an MD5 (SSE-KMS).
-            let source_kms = match head {
-                Some(head) => is_kms(head),
-                None => source
-                    .client
-                    .head_object()
-                    .bucket(&config.source_bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map(|h| is_kms(&h))
-                    .unwrap_or(false),
-            };
-            if !source_kms {
-                return Err(CopyError::Mismatch(format!(
-                    "replica ETag {} differs from source ETag {}",
-                    replica_etag.unwrap_or("(none)"),
-                    etag.unwrap_or("(none)")
-                )));
-            }
-        }
-        verify(
-            destination,
-            config,
-            destination_key,
-            bytes.max(0) as u64,
-            None,
-        )
-        .await
-    }
-
-    /// Reads the source object's head, trying the event's alternate key reading when the first
-    /// names nothing. `Ok(None)` means the object does not exist.
-    async fn head_source(
+    /// The source object to copy: as a listing showed it (a small object, on the first attempt),
+    /// else as its head says now. `Ok(None)` when it no longer exists.
+    async fn read_current(
         &self,
         event: &ObjectEvent,
         source: &SourceEndpoint<'_>,
-    ) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
-        for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
-            let response = source
-                .client
-                .head_object()
-                .bucket(&self.config.source_bucket)
-                .key(key)
-                .send()
-                .await;
-            match response {
-                Ok(head) => return Ok(Some((key.clone(), head))),
-                Err(err) => {
-                    let failure = classify(err);
-                    if failure.class != FailureClass::NotFound {
-                        return Err(ReplicationError::from_s3(
-                            failure,
-                            "HeadObject",
-                            Target {
-                                side: Side::Source,
-                                bucket: &self.config.source_bucket,
-                                key,
-                                region: source.region,
-                            },
-                        ));
+        listed: Option<(&str, i64)>,
+    ) -> Result<Option<CurrentSource>, ReplicationError> {
+        if let Some((etag, size)) = listed
+            && (size.max(0) as u64) < self.config.multipart_threshold
+        {
+            return Ok(Some(CurrentSource {
+                key: event.key.clone(),
+                etag: Some(etag.to_string()),
+                bytes: size,
+                head: None,
+            }));
+        }
+        let found = head_source(&self.config, event, source).await?;
+        Ok(found.map(|(key, head)| CurrentSource {
+            key,
+            etag: head.e_tag().map(str::to_string),
+            bytes: head.content_length().unwrap_or_default(),
+            head: Some(head),
+        }))
+    }
+
+    /// Copies `current` in parts when its head was read and it reaches `MULTIPART_THRESHOLD`,
+    /// else in one `CopyObject`. `Ok(true)` when B already held an identical replica.
+    async fn copy_object(
+        &self,
+        source: &SourceEndpoint<'_>,
+        current: &CurrentSource,
+        destination_key: &str,
+    ) -> Result<bool, CopyError> {
+        let destination = self.clients.destination();
+        match &current.head {
+            Some(head) if current.bytes.max(0) as u64 >= self.config.multipart_threshold => {
+                let object = SourceObject {
+                    client: source.client,
+                    bucket: &self.config.source_bucket,
+                    key: &current.key,
+                    head,
+                };
+                copy_in_parts(destination, &self.config, &object, destination_key)
+                    .await
+                    .map(|done| done == PartsCopied::AlreadyIdentical)
+            }
+            _ => single::copy_whole(destination, &self.config, source, current, destination_key)
+                .await
+                .map(|()| false),
+        }
+    }
+
+    /// What a failed copy attempt means: the source is gone (skip), it changed under the copy
+    /// (try again, a few times), or the copy failed.
+    fn after_failure(
+        &self,
+        error: CopyError,
+        attempt: usize,
+        source: &SourceEndpoint<'_>,
+        key: &str,
+        destination_key: &str,
+    ) -> Next {
+        let (operation, side, failure) = match error {
+            CopyError::Mismatch(message) => {
+                return Next::Stop(Outcome::Failed(ReplicationError::Verification {
+                    key: destination_key.to_string(),
+                    message,
+                }));
+            }
+            CopyError::S3 {
+                operation,
+                side,
+                failure,
+            } => (operation, side, failure),
+        };
+        let copying = matches!(operation, "CopyObject" | "UploadPartCopy");
+        match failure.class {
+            FailureClass::NotFound if copying || side == Side::Source => {
+                Next::Stop(Outcome::Skipped(SkipReason::SourceGone))
+            }
+            FailureClass::PreconditionFailed if attempt < COPY_ATTEMPTS => Next::Retry,
+            _ => {
+                let (region, key) = match side {
+                    Side::Source => (source.region, key),
+                    Side::Destination => {
+                        (self.clients.destination_region.as_str(), destination_key)
                     }
-                }
+                };
+                let error = failure_on(&self.config, side, region, failure, operation, key);
+                Next::Stop(Outcome::Failed(error))
             }
         }
-        Ok(None)
     }
 
     /// Deletes the replica of a removed object, but only while the source is really gone: a
@@ -364,37 +265,17 @@ impl Replicator {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
-        match self.head_source(event, &source).await {
+        match head_source(&self.config, event, &source).await {
             Ok(Some(_)) => return Outcome::Skipped(SkipReason::SourceExistsAgain),
             Ok(None) => {}
             Err(error) => return Outcome::Failed(error),
         }
-        let mut deleted = None;
-        for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
-            let destination_key = match destination_key(&self.config.destination_prefix, key) {
-                Ok(mapped) => mapped,
-                Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
-            };
-            let response = self
-                .clients
-                .destination()
-                .delete_object()
-                .bucket(&self.config.destination_bucket)
-                .set_expected_bucket_owner(self.config.destination_account_id.clone())
-                .key(&destination_key)
-                .send()
-                .await;
-            if let Err(err) = response {
-                return Outcome::Failed(self.destination_error(
-                    classify(err),
-                    "DeleteObject",
-                    &destination_key,
-                ));
-            }
-            deleted.get_or_insert(destination_key);
-        }
-        Outcome::Deleted {
-            destination_key: deleted.unwrap_or_default(),
-        }
+        delete::delete_replicas(
+            self.clients.destination(),
+            &self.config,
+            &self.clients.destination_region,
+            event,
+        )
+        .await
     }
 }

@@ -9,9 +9,11 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use futures::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::outcome::CopyError;
 use super::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
+use super::verify::{head_replica, verify};
 use crate::config::Config;
-use crate::error::{S3Failure, Side, classify};
+use crate::error::{Side, classify};
 use crate::keys::encode_copy_source;
 
 /// Characters kept as they are in a `Tagging` header value (form encoding of `key=value&...`).
@@ -20,32 +22,6 @@ const TAG_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// Why a copy did not produce a verified replica.
-#[derive(Debug)]
-pub enum CopyError {
-    /// An S3 call failed.
-    S3 {
-        /// The failed call.
-        operation: &'static str,
-        /// Which bucket it was on.
-        side: Side,
-        /// The classified failure.
-        failure: S3Failure,
-    },
-    /// The copy completed but the replica does not match the source.
-    Mismatch(String),
-}
-
-impl CopyError {
-    pub(crate) fn s3(operation: &'static str, side: Side) -> impl FnOnce(S3Failure) -> Self {
-        move |failure| CopyError::S3 {
-            operation,
-            side,
-            failure,
-        }
-    }
-}
 
 /// What a multipart copy did.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,6 +73,51 @@ pub async fn copy_in_parts(
     };
     let tagging = source_tagging(source).await?;
 
+    let upload_id = create_upload(destination, config, head, destination_key, tagging).await?;
+
+    let copied = copy_parts(
+        destination,
+        config,
+        source,
+        destination_key,
+        &upload_id,
+        &parts,
+    )
+    .await;
+    let completed = match copied {
+        Ok(completed) => completed,
+        Err(error) => {
+            abort(destination, config, destination_key, &upload_id).await;
+            return Err(error);
+        }
+    };
+    if let Err(error) =
+        complete_upload(destination, config, destination_key, &upload_id, completed).await
+    {
+        abort(destination, config, destination_key, &upload_id).await;
+        return Err(error);
+    }
+
+    verify(
+        destination,
+        config,
+        destination_key,
+        size,
+        (same_layout && config.destination_kms_key_id.is_none()).then_some(etag),
+    )
+    .await?;
+    Ok(PartsCopied::Copied(parts.len()))
+}
+
+/// Creates the upload with everything a `CopyObject` would carry over from the source's head,
+/// the source's tags, and the configured ACL, storage class and KMS key; returns its id.
+async fn create_upload(
+    destination: &Client,
+    config: &Config,
+    head: &HeadObjectOutput,
+    destination_key: &str,
+    tagging: Option<String>,
+) -> Result<String, CopyError> {
     let mut create = destination
         .create_multipart_upload()
         .bucket(&config.destination_bucket)
@@ -125,30 +146,23 @@ pub async fn copy_in_parts(
         .send()
         .await
         .map_err(|e| CopyError::s3("CreateMultipartUpload", Side::Destination)(classify(e)))?;
-    let upload_id = upload.upload_id().unwrap_or_default().to_string();
+    Ok(upload.upload_id().unwrap_or_default().to_string())
+}
 
-    let copied = copy_parts(
-        destination,
-        config,
-        source,
-        destination_key,
-        &upload_id,
-        &parts,
-    )
-    .await;
-    let completed = match copied {
-        Ok(completed) => completed,
-        Err(error) => {
-            abort(destination, config, destination_key, &upload_id).await;
-            return Err(error);
-        }
-    };
+/// Completes the upload from its copied parts.
+async fn complete_upload(
+    destination: &Client,
+    config: &Config,
+    destination_key: &str,
+    upload_id: &str,
+    completed: Vec<CompletedPart>,
+) -> Result<(), CopyError> {
     let complete = destination
         .complete_multipart_upload()
         .bucket(&config.destination_bucket)
         .set_expected_bucket_owner(config.destination_account_id.clone())
         .key(destination_key)
-        .upload_id(&upload_id)
+        .upload_id(upload_id)
         .multipart_upload(
             CompletedMultipartUpload::builder()
                 .set_parts(Some(completed))
@@ -156,22 +170,9 @@ pub async fn copy_in_parts(
         )
         .send()
         .await;
-    if let Err(e) = complete {
-        abort(destination, config, destination_key, &upload_id).await;
-        return Err(CopyError::s3("CompleteMultipartUpload", Side::Destination)(
-            classify(e),
-        ));
-    }
-
-    verify(
-        destination,
-        config,
-        destination_key,
-        size,
-        (same_layout && config.destination_kms_key_id.is_none()).then_some(etag),
-    )
-    .await?;
-    Ok(PartsCopied::Copied(parts.len()))
+    complete
+        .map(|_| ())
+        .map_err(|e| CopyError::s3("CompleteMultipartUpload", Side::Destination)(classify(e)))
 }
 
 /// The source's own part boundaries, when it was uploaded in parts and they can be read
@@ -337,48 +338,4 @@ async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str
             "could not abort the multipart upload; its parts remain until B's lifecycle rule removes them"
         );
     }
-}
-
-/// The head of the replica at `destination_key`.
-async fn head_replica(
-    destination: &Client,
-    config: &Config,
-    destination_key: &str,
-) -> Result<HeadObjectOutput, S3Failure> {
-    destination
-        .head_object()
-        .bucket(&config.destination_bucket)
-        .set_expected_bucket_owner(config.destination_account_id.clone())
-        .key(destination_key)
-        .send()
-        .await
-        .map_err(classify)
-}
-
-/// Checks the replica against the source: the size always, the ETag where it must match.
-pub async fn verify(
-    destination: &Client,
-    config: &Config,
-    destination_key: &str,
-    size: u64,
-    etag: Option<&str>,
-) -> Result<(), CopyError> {
-    let replica = head_replica(destination, config, destination_key)
-        .await
-        .map_err(CopyError::s3("HeadObject", Side::Destination))?;
-    let replica_size = replica.content_length().unwrap_or(-1);
-    if replica_size != size as i64 {
-        return Err(CopyError::Mismatch(format!(
-            "replica has {replica_size} bytes, source {size}"
-        )));
-    }
-    if let Some(expected) = etag
-        && replica.e_tag() != Some(expected)
-    {
-        return Err(CopyError::Mismatch(format!(
-            "replica ETag {} differs from source ETag {expected}",
-            replica.e_tag().unwrap_or("(none)")
-        )));
-    }
-    Ok(())
 }

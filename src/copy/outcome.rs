@@ -1,12 +1,14 @@
-//! The result every object ends with, and the failed-object entry that every mode's report lists.
+//! The result every object ends with, the failed-object entry that every mode's report lists,
+//! and why a copy did not produce a verified replica.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::decode::ObjectEvent;
-use crate::error::ReplicationError;
+use crate::error::{ReplicationError, S3Failure, Side, Target};
 
 /// Why an object was deliberately not replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,4 +135,55 @@ pub struct FailedObject {
     pub error_code: String,
     /// The full reason.
     pub error: String,
+}
+
+/// Why a copy did not produce a verified replica.
+#[derive(Debug)]
+pub enum CopyError {
+    /// An S3 call failed.
+    S3 {
+        /// The failed call.
+        operation: &'static str,
+        /// Which bucket it was on.
+        side: Side,
+        /// The classified failure.
+        failure: S3Failure,
+    },
+    /// The copy completed but the replica does not match the source.
+    Mismatch(String),
+}
+
+impl CopyError {
+    pub(crate) fn s3(operation: &'static str, side: Side) -> impl FnOnce(S3Failure) -> Self {
+        move |failure| CopyError::S3 {
+            operation,
+            side,
+            failure,
+        }
+    }
+}
+
+/// The error for a failed call on the source or destination bucket (in `region`).
+pub(super) fn failure_on(
+    config: &Config,
+    side: Side,
+    region: &str,
+    failure: S3Failure,
+    operation: &'static str,
+    key: &str,
+) -> ReplicationError {
+    let bucket = match side {
+        Side::Source => &config.source_bucket,
+        Side::Destination => &config.destination_bucket,
+    };
+    ReplicationError::from_s3(
+        failure,
+        operation,
+        Target {
+            side,
+            bucket,
+            key,
+            region,
+        },
+    )
 }

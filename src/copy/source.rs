@@ -1,0 +1,74 @@
+//! The source side of a copy: which client reaches the source bucket, and the source object's
+//! head, read under either of the event's key readings.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::types::ServerSideEncryption;
+
+use crate::config::Config;
+use crate::decode::ObjectEvent;
+use crate::error::{FailureClass, ReplicationError, Side, Target, classify};
+
+/// The source bucket's client and region for one event.
+pub(super) struct SourceEndpoint<'a> {
+    pub(super) client: &'a Client,
+    pub(super) region: &'a str,
+}
+
+/// Whether an object is encrypted with a KMS key (its ETag is then not an MD5 of its bytes).
+pub(super) fn is_kms(head: &HeadObjectOutput) -> bool {
+    matches!(
+        head.server_side_encryption(),
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    )
+}
+
+/// Reads the source object's head, trying the event's alternate key reading when the first
+/// names nothing. `Ok(None)` means the object does not exist.
+pub(super) async fn head_source(
+    config: &Config,
+    event: &ObjectEvent,
+    source: &SourceEndpoint<'_>,
+) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
+    for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
+        let response = source
+            .client
+            .head_object()
+            .bucket(&config.source_bucket)
+            .key(key)
+            .send()
+            .await;
+        match response {
+            Ok(head) => return Ok(Some((key.clone(), head))),
+            Err(err) => {
+                let failure = classify(err);
+                if failure.class != FailureClass::NotFound {
+                    return Err(ReplicationError::from_s3(
+                        failure,
+                        "HeadObject",
+                        Target {
+                            side: Side::Source,
+                            bucket: &config.source_bucket,
+                            key,
+                            region: source.region,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The source object a copy is made from, as last read: from its head, or from a listing (then
+/// without a head).
+pub(super) struct CurrentSource {
+    /// The key it was found under (the event's key, or its alternate reading).
+    pub(super) key: String,
+    /// The ETag the copy is conditional on.
+    pub(super) etag: Option<String>,
+    /// Its size.
+    pub(super) bytes: i64,
+    /// Its head, when it was read.
+    pub(super) head: Option<HeadObjectOutput>,
+}

@@ -1,0 +1,420 @@
+//! The doctor's checks, one function each, run in the order of [`CHECKS`]: a later check uses
+//! what an earlier one found (a key to read, an upload to abort).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::ServerSideEncryption;
+use serde_json::Value;
+
+use super::report::{
+    Check, IDENTITY_POLICY, first_key, identity_statement, info, outcome, skipped,
+};
+use crate::config::Config;
+use crate::copy::Replicator;
+use crate::error::classify;
+use crate::invoke::SelfInvoker;
+use crate::ops::policy::DestinationGrant;
+
+/// One named check.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CheckKind {
+    ListSource,
+    ReadSourceObject,
+    WriteDestination,
+    DeleteInDestination,
+    ListDestination,
+    ReadDestinationHead,
+    InvokeSelf,
+    SourceVersioning,
+    DestinationOwnership,
+}
+
+/// Every check, in the order they run.
+pub(super) const CHECKS: [CheckKind; 9] = [
+    CheckKind::ListSource,
+    CheckKind::ReadSourceObject,
+    CheckKind::WriteDestination,
+    CheckKind::DeleteInDestination,
+    CheckKind::ListDestination,
+    CheckKind::ReadDestinationHead,
+    CheckKind::InvokeSelf,
+    CheckKind::SourceVersioning,
+    CheckKind::DestinationOwnership,
+];
+
+impl CheckKind {
+    /// Runs the check; some add two findings (a write and its abort), some none (a delete check
+    /// when deletes are not replicated).
+    pub(super) async fn run(self, probe: &Probe<'_>, found: &mut Found) -> Vec<Check> {
+        match self {
+            CheckKind::ListSource => vec![list_source(probe, found).await],
+            CheckKind::ReadSourceObject => vec![read_source_object(probe, found).await],
+            CheckKind::WriteDestination => write_destination(probe).await,
+            CheckKind::DeleteInDestination => delete_in_destination(probe).await,
+            CheckKind::ListDestination => vec![list_destination(probe, found).await],
+            CheckKind::ReadDestinationHead => vec![read_destination_head(probe, found).await],
+            CheckKind::InvokeSelf => vec![invoke_self(probe).await],
+            CheckKind::SourceVersioning => vec![source_versioning(probe).await],
+            CheckKind::DestinationOwnership => vec![destination_ownership(probe).await],
+        }
+    }
+}
+
+/// What the checks share: the clients, the configuration, and the names derived from them.
+pub(super) struct Probe<'a> {
+    config: &'a Config,
+    source: &'a Client,
+    destination: &'a Client,
+    invoker: SelfInvoker<'a>,
+    grant: DestinationGrant,
+    source_bucket_arn: String,
+    destination_bucket_arn: String,
+    source_prefix: String,
+    /// Where a missing write grant goes.
+    bucket_policy_location: String,
+    /// The key the write and delete checks use, under a name of the doctor's own.
+    probe_key: String,
+}
+
+/// What earlier checks found for later ones.
+#[derive(Debug, Default)]
+pub(super) struct Found {
+    /// A source key to read.
+    sample: Option<String>,
+    /// A replica to read.
+    replica: Option<String>,
+}
+
+impl<'a> Probe<'a> {
+    pub(super) fn new(replicator: &'a Replicator, invoker: SelfInvoker<'a>) -> Self {
+        let config = replicator.config();
+        let clients = replicator.clients();
+        let role = config
+            .function_role_arn
+            .clone()
+            .unwrap_or_else(|| "arn:aws:iam::ACCOUNT_A:role/FUNCTION_ROLE".into());
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        Probe {
+            config,
+            source: clients.source(),
+            destination: clients.destination(),
+            invoker,
+            grant: DestinationGrant {
+                role_arn: role,
+                bucket: config.destination_bucket.clone(),
+                prefix: config.destination_prefix.clone(),
+                sends_acl: config.destination_acl.is_some(),
+                replicate_deletes: config.replicate_deletes,
+            },
+            source_bucket_arn: format!("arn:aws:s3:::{}", config.source_bucket),
+            destination_bucket_arn: format!("arn:aws:s3:::{}", config.destination_bucket),
+            source_prefix: config.source_prefix.clone().unwrap_or_default(),
+            bucket_policy_location: format!(
+                "the bucket policy of {} (account B), and {IDENTITY_POLICY}",
+                config.destination_bucket
+            ),
+            probe_key: format!(
+                "{}.s3-replicator-doctor/probe-{stamp}",
+                config.destination_prefix
+            ),
+        }
+    }
+
+    /// The statement of B's bucket policy numbered `index`, as the generator writes it.
+    fn bucket_statement(&self, index: usize) -> Value {
+        self.grant.bucket_policy()["Statement"][index].clone()
+    }
+
+    fn probe_arn(&self) -> String {
+        format!("{}/{}", self.destination_bucket_arn, self.probe_key)
+    }
+}
+
+/// Listing the source.
+async fn list_source(probe: &Probe<'_>, found: &mut Found) -> Check {
+    let listing = probe
+        .source
+        .list_objects_v2()
+        .bucket(&probe.config.source_bucket)
+        .prefix(&probe.source_prefix)
+        .max_keys(1)
+        .send()
+        .await;
+    found.sample = first_key(&listing);
+    outcome(
+        "list source",
+        vec!["s3:ListBucket"],
+        probe.source_bucket_arn.clone(),
+        listing.map(|_| None).map_err(classify),
+        IDENTITY_POLICY,
+        identity_statement(&["s3:ListBucket"], &probe.source_bucket_arn),
+    )
+}
+
+/// Reading an object of the source: its head and its tags.
+async fn read_source_object(probe: &Probe<'_>, found: &Found) -> Check {
+    let config = probe.config;
+    let objects_arn = format!("{}/{}*", probe.source_bucket_arn, probe.source_prefix);
+    let actions = vec!["s3:GetObject", "s3:GetObjectTagging"];
+    let Some(key) = &found.sample else {
+        return skipped(
+            "read source object",
+            actions,
+            objects_arn,
+            "no object under the source prefix to read (or the listing failed)",
+        );
+    };
+    let head = probe
+        .source
+        .head_object()
+        .bucket(&config.source_bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(classify);
+    let read = match head {
+        Ok(_) => probe
+            .source
+            .get_object_tagging()
+            .bucket(&config.source_bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| Some(format!("read the head and tags of {key}")))
+            .map_err(classify),
+        Err(failure) => Err(failure),
+    };
+    outcome(
+        "read source object",
+        actions,
+        format!("{}/{key}", probe.source_bucket_arn),
+        read,
+        IDENTITY_POLICY,
+        identity_statement(&["s3:GetObject", "s3:GetObjectTagging"], &objects_arn),
+    )
+}
+
+/// Writing into the destination, with the configured ACL, tags and KMS key: a multipart
+/// upload created and aborted leaves nothing behind.
+async fn write_destination(probe: &Probe<'_>) -> Vec<Check> {
+    let config = probe.config;
+    let mut create = probe
+        .destination
+        .create_multipart_upload()
+        .bucket(&config.destination_bucket)
+        .key(&probe.probe_key)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .tagging("s3-replicator=doctor")
+        .set_acl(config.destination_acl.clone())
+        .set_storage_class(config.destination_storage_class.clone());
+    if let Some(kms_key) = &config.destination_kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key);
+    }
+    let mut write_actions = vec!["s3:PutObject", "s3:PutObjectTagging"];
+    if config.destination_acl.is_some() {
+        write_actions.push("s3:PutObjectAcl");
+    }
+    let created = create.send().await.map_err(classify);
+    let upload_id = created
+        .as_ref()
+        .ok()
+        .and_then(|upload| upload.upload_id())
+        .map(str::to_string);
+    let mut checks = vec![outcome(
+        "write destination",
+        write_actions,
+        probe.probe_arn(),
+        created.map(|_| Some("created a multipart upload (aborted next)".into())),
+        &probe.bucket_policy_location,
+        probe.bucket_statement(0),
+    )];
+    if let Some(upload_id) = upload_id {
+        checks.push(abort_destination_upload(probe, &upload_id).await);
+    }
+    checks
+}
+
+/// Aborting the upload the write check created.
+async fn abort_destination_upload(probe: &Probe<'_>, upload_id: &str) -> Check {
+    let config = probe.config;
+    let aborted = probe
+        .destination
+        .abort_multipart_upload()
+        .bucket(&config.destination_bucket)
+        .key(&probe.probe_key)
+        .upload_id(upload_id)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .send()
+        .await
+        .map(|_| None)
+        .map_err(classify);
+    outcome(
+        "abort destination upload",
+        vec!["s3:AbortMultipartUpload"],
+        probe.probe_arn(),
+        aborted,
+        &probe.bucket_policy_location,
+        probe.bucket_statement(0),
+    )
+}
+
+/// Deleting in the destination, when deletes are replicated: a key that does not exist.
+async fn delete_in_destination(probe: &Probe<'_>) -> Vec<Check> {
+    let config = probe.config;
+    if !config.replicate_deletes {
+        return Vec::new();
+    }
+    let deleted = probe
+        .destination
+        .delete_object()
+        .bucket(&config.destination_bucket)
+        .key(&probe.probe_key)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .send()
+        .await
+        .map(|_| Some("deleted a key that does not exist".into()))
+        .map_err(classify);
+    vec![outcome(
+        "delete in destination",
+        vec!["s3:DeleteObject"],
+        probe.probe_arn(),
+        deleted,
+        &probe.bucket_policy_location,
+        probe.bucket_statement(0),
+    )]
+}
+
+/// Listing the destination.
+async fn list_destination(probe: &Probe<'_>, found: &mut Found) -> Check {
+    let config = probe.config;
+    let listed = probe
+        .destination
+        .list_objects_v2()
+        .bucket(&config.destination_bucket)
+        .prefix(&config.destination_prefix)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .max_keys(1)
+        .send()
+        .await;
+    found.replica = first_key(&listed);
+    outcome(
+        "list destination",
+        vec!["s3:ListBucket"],
+        probe.destination_bucket_arn.clone(),
+        listed.map(|_| None).map_err(classify),
+        &probe.bucket_policy_location,
+        probe.bucket_statement(1),
+    )
+}
+
+/// Reading a replica's head (how replicas are verified): one the listing found.
+async fn read_destination_head(probe: &Probe<'_>, found: &Found) -> Check {
+    let config = probe.config;
+    let Some(key) = &found.replica else {
+        return skipped(
+            "read destination head",
+            vec!["s3:GetObject"],
+            format!(
+                "{}/{}*",
+                probe.destination_bucket_arn, config.destination_prefix
+            ),
+            "no replica under the destination prefix yet (or the listing failed)",
+        );
+    };
+    let head = probe
+        .destination
+        .head_object()
+        .bucket(&config.destination_bucket)
+        .key(key)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .send()
+        .await
+        .map(|_| Some(format!("read the head of {key}")))
+        .map_err(classify);
+    outcome(
+        "read destination head",
+        vec!["s3:GetObject"],
+        format!("{}/{key}", probe.destination_bucket_arn),
+        head,
+        &probe.bucket_policy_location,
+        probe.bucket_statement(0),
+    )
+}
+
+/// Invoking the function itself, as continuing and fanned-out backfills do: a dry run, which
+/// Lambda authorizes and then does not run.
+async fn invoke_self(probe: &Probe<'_>) -> Check {
+    let (Some(lambda), Some(arn)) = (probe.invoker.client, probe.invoker.function_arn) else {
+        return skipped(
+            "invoke self",
+            vec!["lambda:InvokeFunction"],
+            "the function".into(),
+            "not running as the function (or no --function-arn): only backfills that continue \
+             or fan out need it",
+        );
+    };
+    let invoked = lambda
+        .invoke()
+        .function_name(arn)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::DryRun)
+        .send()
+        .await
+        .map(|_| Some("a dry-run invocation was allowed".into()))
+        .map_err(classify);
+    outcome(
+        "invoke self",
+        vec!["lambda:InvokeFunction"],
+        arn.to_string(),
+        invoked,
+        IDENTITY_POLICY,
+        identity_statement(&["lambda:InvokeFunction"], arn),
+    )
+}
+
+/// The source's versioning, where readable (not granted by default: informational only).
+async fn source_versioning(probe: &Probe<'_>) -> Check {
+    let versioning = probe
+        .source
+        .get_bucket_versioning()
+        .bucket(&probe.config.source_bucket)
+        .send()
+        .await;
+    info(
+        "source versioning",
+        "s3:GetBucketVersioning",
+        probe.source_bucket_arn.clone(),
+        versioning.map(|v| match v.status() {
+            Some(status) => format!("{status}: parts are copied by version id"),
+            None => "never enabled: parts are copied on condition of the ETag".into(),
+        }),
+    )
+}
+
+/// The destination's object ownership, where readable (informational only).
+async fn destination_ownership(probe: &Probe<'_>) -> Check {
+    let config = probe.config;
+    let ownership = probe
+        .destination
+        .get_bucket_ownership_controls()
+        .bucket(&config.destination_bucket)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .send()
+        .await;
+    info(
+        "destination object ownership",
+        "s3:GetBucketOwnershipControls",
+        probe.destination_bucket_arn.clone(),
+        ownership.map(|o| {
+            o.ownership_controls()
+                .and_then(|c| c.rules().first())
+                .map(|rule| format!("{}", rule.object_ownership()))
+                .unwrap_or_else(|| "no rule".into())
+        }),
+    )
+}
