@@ -21,6 +21,15 @@ pub enum FailureClass {
     Transient,
     /// The bucket is in another region than the request was sent to.
     WrongRegion,
+    /// The object is in an archive storage class or tier (S3 Glacier Flexible Retrieval, Deep
+    /// Archive, an Intelligent-Tiering archive tier) and must be restored before it can be read
+    /// or copied; no retry or grant helps until then.
+    Archived,
+    /// The bucket does not exist (or not where the call was sent).
+    NoSuchBucket,
+    /// A multipart upload no longer exists: aborted under the copy (by a lifecycle rule, or by
+    /// another copy of the same key).
+    UploadAborted,
     /// Anything else S3 refused; retrying the same request will fail the same way.
     Permanent,
 }
@@ -97,9 +106,15 @@ where
     }
 }
 
+/// Classifies by S3's error code first; the HTTP status only for codes not known here. A 403 is
+/// not always a missing grant (an archived object, a skewed clock), and a 404 is a missing object
+/// only for the codes that say so.
 fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
     match code {
         "NoSuchKey" | "NotFound" | "NoSuchVersion" => FailureClass::NotFound,
+        "NoSuchBucket" => FailureClass::NoSuchBucket,
+        "NoSuchUpload" => FailureClass::UploadAborted,
+        "ObjectNotInActiveTierError" | "InvalidObjectState" => FailureClass::Archived,
         "AccessDenied"
         | "AllAccessDisabled"
         | "InvalidAccessKeyId"
@@ -122,7 +137,8 @@ fn classify_code(code: &str, status: Option<u16>) -> FailureClass {
         | "OperationAborted" => FailureClass::Transient,
         _ => match status {
             Some(301) => FailureClass::WrongRegion,
-            Some(404) if code != "NoSuchBucket" => FailureClass::NotFound,
+            // A response without a body (a HEAD) has no code: a 404 there is a missing object.
+            Some(404) if code == "HTTP 404" => FailureClass::NotFound,
             Some(403) => FailureClass::AccessDenied,
             Some(412) => FailureClass::PreconditionFailed,
             Some(429) | Some(500..=599) => FailureClass::Transient,
@@ -142,6 +158,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The variable that names this side's bucket.
+    pub fn bucket_variable(self) -> &'static str {
+        match self {
+            Side::Source => "SOURCE_BUCKET",
+            Side::Destination => "DESTINATION_BUCKET",
+        }
+    }
+
     /// The variable that sets this side's bucket region.
     pub fn region_variable(self) -> &'static str {
         match self {
@@ -207,6 +231,37 @@ pub enum ReplicationError {
         /// The region S3 named, when it did.
         actual_region: Option<String>,
         /// The variable that sets the region.
+        variable: &'static str,
+        /// The classified S3 error.
+        #[source]
+        source: Box<S3Failure>,
+    },
+    /// The source object is archived: it must be restored before it can be copied. Not retried
+    /// (nothing changes until someone restores it); the hint names the restore command.
+    #[error(
+        "archived: restore it first: {resource} is in an archive storage class or tier ({source}); {hint}"
+    )]
+    Archived {
+        /// The S3 operation refused.
+        operation: &'static str,
+        /// The object ARN.
+        resource: String,
+        /// How to restore it; its `ObjectRestore:Completed` event then copies it.
+        hint: String,
+        /// The classified S3 error.
+        #[source]
+        source: Box<S3Failure>,
+    },
+    /// A bucket does not exist where its calls are sent.
+    #[error(
+        "bucket {bucket} does not exist ({operation}: {source}): check {variable}, and that the bucket was not deleted"
+    )]
+    NoSuchBucket {
+        /// The S3 operation refused.
+        operation: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The variable that names it.
         variable: &'static str,
         /// The classified S3 error.
         #[source]
@@ -279,6 +334,25 @@ impl ReplicationError {
                     source: failure,
                 }
             }
+            FailureClass::Archived => ReplicationError::Archived {
+                operation,
+                hint: restore_hint(bucket, key),
+                resource,
+                source: failure,
+            },
+            FailureClass::NoSuchBucket => ReplicationError::NoSuchBucket {
+                operation,
+                bucket: bucket.to_string(),
+                variable: side.bucket_variable(),
+                source: failure,
+            },
+            FailureClass::UploadAborted => ReplicationError::S3 {
+                operation,
+                resource: format!(
+                    "{resource} (the multipart upload was aborted under the copy: by a lifecycle rule for incomplete uploads, or by another copy of the same key)"
+                ),
+                source: failure,
+            },
             FailureClass::NotFound | FailureClass::Permanent => ReplicationError::S3 {
                 operation,
                 resource,
@@ -295,6 +369,8 @@ impl ReplicationError {
             ReplicationError::Verification { .. } => "VerificationFailed",
             ReplicationError::InvalidEvent(_) => "InvalidEvent",
             ReplicationError::AccessDenied { code, .. } => code,
+            ReplicationError::Archived { .. } => "Archived",
+            ReplicationError::NoSuchBucket { .. } => "NoSuchBucket",
             ReplicationError::Transient { source, .. } | ReplicationError::S3 { source, .. } => {
                 &source.code
             }
@@ -305,6 +381,14 @@ impl ReplicationError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ReplicationError::Transient { .. })
     }
+}
+
+/// The command that restores an archived object (for three days, at the Standard tier; an
+/// Intelligent-Tiering archive tier takes an empty restore request instead).
+fn restore_hint(bucket: &str, key: &str) -> String {
+    format!(
+        "restore it with `aws s3api restore-object --bucket {bucket} --key {key:?} --restore-request 'Days=3,GlacierJobParameters={{Tier=Standard}}'` (Intelligent-Tiering archive tiers: `--restore-request '{{}}'`); S3's ObjectRestore:Completed event then copies it"
+    )
 }
 
 fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
@@ -342,7 +426,25 @@ mod tests {
         );
         assert_eq!(
             classify_code("NoSuchBucket", Some(404)),
+            FailureClass::NoSuchBucket
+        );
+        assert_eq!(
+            classify_code("NoSuchUpload", Some(404)),
+            FailureClass::UploadAborted
+        );
+        // A 404 that names no missing object is no reason to skip.
+        assert_eq!(
+            classify_code("NoSuchLifecycleConfiguration", Some(404)),
             FailureClass::Permanent
+        );
+        // Archived objects answer 403, and no grant helps.
+        assert_eq!(
+            classify_code("ObjectNotInActiveTierError", Some(403)),
+            FailureClass::Archived
+        );
+        assert_eq!(
+            classify_code("InvalidObjectState", Some(403)),
+            FailureClass::Archived
         );
         assert_eq!(
             classify_code("AccessDenied", Some(403)),

@@ -3,8 +3,9 @@
 //! destination key.
 //!
 //! S3 notifications carry keys form-URL-encoded (`red flower.jpg` arrives as `red+flower.jpg`, a
-//! literal `+` as `%2B`), while `CopySource` must be percent-encoded again on the way out. Every
-//! place that touches a raw key goes through this module.
+//! literal `+` as `%2B`), and so do listings asked for `EncodingType=url`; EventBridge sends them
+//! raw; Batch Operations manifests may percent-encode them. `CopySource` must be percent-encoded
+//! again on the way out. Every place that touches a raw key goes through this module.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -35,9 +36,41 @@ pub enum KeyError {
 }
 
 /// Decodes a key as S3 writes it into event notifications (`application/x-www-form-urlencoded`:
-/// `+` is a space, `%XX` an escaped byte). Malformed escapes are refused rather than passed on,
-/// since a key that was mangled on the way cannot be trusted to name the right object.
+/// `+` is a space, `%XX` an escaped byte), and into listings asked for `EncodingType=url`.
+/// Malformed escapes are refused rather than passed on, since a key that was mangled on the way
+/// cannot be trusted to name the right object.
 pub fn decode_event_key(encoded: &str) -> Result<String, KeyError> {
+    decode(encoded, true)
+}
+
+/// Decodes a percent-encoded key (RFC 3986: `%XX` an escaped byte, `+` a plus sign), as S3
+/// Batch Operations manifests may carry them.
+pub fn decode_percent_key(encoded: &str) -> Result<String, KeyError> {
+    decode(encoded, false)
+}
+
+/// The readings of a Batch Operations task's `s3Key`, in the order to try them: percent-decoded
+/// (`+` stays `+`), form-decoded (`+` is a space), then as received. Readings that cannot be
+/// decoded, and repeats, are left out; the key as received is always among them.
+pub fn batch_key_readings(s3_key: &str) -> Result<Vec<String>, KeyError> {
+    if s3_key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    let mut readings: Vec<String> = Vec::with_capacity(3);
+    let candidates = [
+        decode_percent_key(s3_key).ok(),
+        decode_event_key(s3_key).ok(),
+        Some(s3_key.to_string()),
+    ];
+    for reading in candidates.into_iter().flatten() {
+        if !readings.contains(&reading) {
+            readings.push(reading);
+        }
+    }
+    Ok(readings)
+}
+
+fn decode(encoded: &str, plus_is_space: bool) -> Result<String, KeyError> {
     if encoded.is_empty() {
         return Err(KeyError::Empty);
     }
@@ -46,7 +79,7 @@ pub fn decode_event_key(encoded: &str) -> Result<String, KeyError> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => {
+            b'+' if plus_is_space => {
                 decoded.push(b' ');
                 i += 1;
             }
@@ -66,6 +99,13 @@ pub fn decode_event_key(encoded: &str) -> Result<String, KeyError> {
         }
     }
     String::from_utf8(decoded).map_err(|_| KeyError::InvalidUtf8)
+}
+
+/// A key (or common prefix) from a listing asked for `EncodingType=url`, which is how a
+/// listing carries keys that XML 1.0 cannot (control characters such as `\x04`). A text that is
+/// not valid encoding (a server that ignored the request) is taken as it is.
+pub fn decode_listed_key(encoded: &str) -> String {
+    decode_event_key(encoded).unwrap_or_else(|_| encoded.to_string())
 }
 
 /// Builds the `CopySource` value (`bucket/key`, key percent-encoded, `/` kept) for a copy of
@@ -92,6 +132,38 @@ pub fn destination_key(prefix: &str, key: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodes_listed_keys_including_control_characters() {
+        assert_eq!(
+            decode_listed_key("ctl%04%20key%2Bplus%25.txt"),
+            "ctl\u{4} key+plus%.txt"
+        );
+        // S3 encodes a space as `+` in listings.
+        assert_eq!(decode_listed_key("a+b"), "a b");
+        assert_eq!(decode_listed_key(""), "");
+    }
+
+    #[test]
+    fn batch_keys_are_read_percent_decoded_then_form_decoded_then_raw() {
+        assert_eq!(
+            batch_key_readings("a+b%20c").unwrap(),
+            vec!["a+b c", "a b c", "a+b%20c"]
+        );
+        // Nothing to decode: one reading.
+        assert_eq!(
+            batch_key_readings("plain/key.txt").unwrap(),
+            vec!["plain/key.txt"]
+        );
+        // A `%` that is no escape: only the raw reading is left.
+        assert_eq!(batch_key_readings("100% sure").unwrap(), vec!["100% sure"]);
+        // A space arrives as it is, and `+` may be either.
+        assert_eq!(
+            batch_key_readings("c++ notes").unwrap(),
+            vec!["c++ notes", "c   notes"]
+        );
+        assert_eq!(batch_key_readings(""), Err(KeyError::Empty));
+    }
 
     #[test]
     fn decodes_plus_as_space_and_escaped_plus_as_plus() {

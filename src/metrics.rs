@@ -15,6 +15,8 @@ pub struct InvocationMetrics {
     pub skipped: u64,
     /// Objects that failed.
     pub failed: u64,
+    /// Objects that must be restored from an archive tier first.
+    pub archived: u64,
     /// Bytes copied.
     pub bytes: i64,
     /// The longest time from an event to its copy completing, in milliseconds.
@@ -27,6 +29,7 @@ pub fn emf_document(function_name: &str, timestamp_ms: u64, metrics: &Invocation
         json!({"Name": "ObjectsCopied", "Unit": "Count"}),
         json!({"Name": "ObjectsSkipped", "Unit": "Count"}),
         json!({"Name": "ObjectsFailed", "Unit": "Count"}),
+        json!({"Name": "ObjectsArchived", "Unit": "Count"}),
         json!({"Name": "BytesCopied", "Unit": "Bytes"}),
     ];
     let mut document = json!({
@@ -42,6 +45,7 @@ pub fn emf_document(function_name: &str, timestamp_ms: u64, metrics: &Invocation
         "ObjectsCopied": metrics.copied,
         "ObjectsSkipped": metrics.skipped,
         "ObjectsFailed": metrics.failed,
+        "ObjectsArchived": metrics.archived,
         "BytesCopied": metrics.bytes,
     });
     if let Some(lag) = metrics.max_lag_ms {
@@ -84,6 +88,7 @@ mod tests {
             copied: 3,
             skipped: 1,
             failed: 2,
+            archived: 1,
             bytes: 4096,
             max_lag_ms: Some(1500),
         };
@@ -103,6 +108,7 @@ mod tests {
                 "ObjectsCopied",
                 "ObjectsSkipped",
                 "ObjectsFailed",
+                "ObjectsArchived",
                 "BytesCopied",
                 "ReplicationLag"
             ]

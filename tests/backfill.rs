@@ -11,7 +11,7 @@ use s3_replicator::backfill::{BackfillReport, BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use serde_json::{Value, json};
-use support::{FUNCTION_ARN, World, WorldOptions, etags, fixture};
+use support::{FUNCTION_ARN, World, WorldOptions, batch_job, etags, fixture, result_codes};
 
 async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
     futures::stream::iter(objects)
@@ -232,41 +232,6 @@ async fn backfills_across_regions() {
         error.contains("(S3 reports ap-southeast-2): set DESTINATION_REGION"),
         "{error}"
     );
-}
-
-fn batch_job(name: &str, tasks: &[(&str, &str)]) -> Value {
-    let mut job = fixture(name);
-    let template = job["tasks"][0].clone();
-    job["tasks"] = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, (task_bucket, key))| {
-            let mut task = template.clone();
-            task["taskId"] = json!(format!("task-{i}"));
-            task["s3Key"] = json!(support::form_encode(key));
-            if task.get("s3BucketArn").is_some() {
-                task["s3BucketArn"] = json!(format!("arn:aws:s3:::{task_bucket}"));
-            } else {
-                task["s3Bucket"] = json!(task_bucket);
-            }
-            task
-        })
-        .collect();
-    job
-}
-
-fn result_codes(response: &Value) -> Vec<(String, String)> {
-    response["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["resultCode"].as_str().unwrap().to_string(),
-                r["resultString"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Fan-out: one continued backfill per shard (by default the first-level prefixes), each
 //! started by an asynchronous invocation of the function.
 
+use aws_sdk_s3::types::EncodingType;
 use serde_json::json;
 
 use super::listing::listing_error;
@@ -8,6 +9,7 @@ use super::request::{BackfillError, BackfillRequest};
 use crate::copy::Replicator;
 use crate::error::{Side, classify};
 use crate::invoke::SelfInvoker;
+use crate::keys::decode_listed_key;
 
 /// Starts one continued backfill per shard and returns the shard prefixes.
 pub(super) async fn fan_out(
@@ -59,6 +61,7 @@ async fn first_level_prefixes(
         .bucket(&config.source_bucket)
         .prefix(prefix)
         .delimiter("/")
+        .encoding_type(EncodingType::Url)
         .into_paginator()
         .send();
     let mut shards = Vec::new();
@@ -77,7 +80,7 @@ async fn first_level_prefixes(
         shards.extend(
             page.common_prefixes()
                 .iter()
-                .filter_map(|p| p.prefix().map(str::to_string)),
+                .filter_map(|p| p.prefix().map(decode_listed_key)),
         );
     }
     Ok(shards)

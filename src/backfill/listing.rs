@@ -4,11 +4,12 @@
 use std::collections::VecDeque;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::types::Object;
+use aws_sdk_s3::types::{EncodingType, Object};
 use tokio::sync::mpsc;
 
 use crate::copy::Replicator;
 use crate::error::{ReplicationError, S3Failure, Side, Target, classify};
+use crate::keys::decode_listed_key;
 
 /// Pages of listing fetched ahead of the merge.
 const PAGES_AHEAD: usize = 2;
@@ -80,6 +81,7 @@ fn spawn_listing(
             .set_start_after(start_after)
             .set_delimiter(shallow.then(|| "/".to_string()))
             .max_keys(1000)
+            .encoding_type(EncodingType::Url)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -100,7 +102,7 @@ fn spawn_listing(
 }
 
 fn listed(object: &Object, strip: usize) -> Option<Listed> {
-    let key = object.key()?;
+    let key = decode_listed_key(object.key()?);
     Some(Listed {
         key: key.get(strip..)?.to_string(),
         size: object.size().unwrap_or_default(),

@@ -261,7 +261,7 @@ fn start(
         event_name: "Backfill".into(),
         bucket: replicator.config().source_bucket.clone(),
         key: key.clone(),
-        alternate_key: None,
+        alternate_keys: Vec::new(),
         size: Some(listed.size),
         version_id: None,
         sequencer: None,
@@ -303,15 +303,19 @@ fn record(report: &mut BackfillReport, bucket: &str, finished: &Finished) {
             report.bytes += bytes;
         }
         Finish::Done(Outcome::Deleted { .. } | Outcome::Skipped(_)) => report.skipped += 1,
+        Finish::Done(Outcome::Archived(error)) => {
+            report.archived += 1;
+            if report.archived_objects.len() < LISTED_FAILURES {
+                let entry = FailedObject::new(bucket, &finished.key, error);
+                report.archived_objects.push(entry);
+            }
+        }
         Finish::Done(Outcome::Failed(error)) => {
             report.failed += 1;
             if report.failures.len() < LISTED_FAILURES {
-                report.failures.push(FailedObject {
-                    bucket: bucket.to_string(),
-                    key: finished.key.clone(),
-                    error_code: error.code().to_string(),
-                    error: error.to_string(),
-                });
+                report
+                    .failures
+                    .push(FailedObject::new(bucket, &finished.key, error));
             }
         }
     }

@@ -66,6 +66,9 @@ pub struct BackfillReport {
     pub skipped: u64,
     /// Objects that failed; a re-run copies them, since the destination still lacks them.
     pub failed: u64,
+    /// Objects in an archive storage class or tier: restore them, and their restore events (or
+    /// a re-run) copy them.
+    pub archived: u64,
     /// Bytes copied.
     pub bytes: i64,
     /// Whether this was a dry run.
@@ -76,6 +79,9 @@ pub struct BackfillReport {
     pub planned_bytes: i64,
     /// The first failures, by key and error.
     pub failures: Vec<FailedObject>,
+    /// The first archived objects, by key, with the restore command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub archived_objects: Vec<FailedObject>,
     /// Fan-out: the shard prefixes a backfill was started for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shards_started: Vec<String>,

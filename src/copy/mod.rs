@@ -151,9 +151,10 @@ impl Replicator {
                 Err(error) => error,
             };
             match self.after_failure(error, attempt, &source, &current.key, &destination_key) {
-                Next::Retry => {
-                    tracing::warn!(bucket = %event.bucket, key = %current.key, attempt, "source changed during copy; copying the new object")
-                }
+                Next::Retry => tracing::warn!(
+                    bucket = %event.bucket, key = %current.key, attempt,
+                    "the source changed, went missing or lost its upload during the copy; copying what is current now"
+                ),
                 Next::Stop(outcome) => return outcome,
             }
         }
@@ -237,11 +238,25 @@ impl Replicator {
             } => (operation, side, failure),
         };
         let copying = matches!(operation, "CopyObject" | "UploadPartCopy");
+        let retry = attempt < COPY_ATTEMPTS;
         match failure.class {
-            FailureClass::NotFound if copying || side == Side::Source => {
-                Next::Stop(Outcome::Skipped(SkipReason::SourceGone))
+            // The source said it is missing: read it again, and only then call it gone.
+            FailureClass::NotFound if (copying || side == Side::Source) && retry => Next::Retry,
+            // Changed under the copy, or the upload was aborted under it: start again from the
+            // current object.
+            FailureClass::PreconditionFailed | FailureClass::UploadAborted if retry => Next::Retry,
+            // Whichever call met it, it is the source that must be restored.
+            FailureClass::Archived => {
+                let error = failure_on(
+                    &self.config,
+                    Side::Source,
+                    source.region,
+                    failure,
+                    operation,
+                    key,
+                );
+                Next::Stop(Outcome::Archived(error))
             }
-            FailureClass::PreconditionFailed if attempt < COPY_ATTEMPTS => Next::Retry,
             _ => {
                 let (region, key) = match side {
                     Side::Source => (source.region, key),
@@ -270,7 +285,7 @@ impl Replicator {
             Ok(None) => {}
             Err(error) => return Outcome::Failed(error),
         }
-        delete::delete_replicas(
+        delete::delete_replica(
             self.clients.destination(),
             &self.config,
             &self.clients.destination_region,

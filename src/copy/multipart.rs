@@ -272,11 +272,13 @@ async fn copy_parts(
         etag: source.head.e_tag(),
     };
     let copies: Vec<_> = parts.iter().map(|part| copy_part(&target, part)).collect();
-    let results: Vec<Result<CompletedPart, CopyError>> = futures::stream::iter(copies)
-        .buffer_unordered(config.part_concurrency)
-        .collect()
-        .await;
-    let mut completed = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut copies = futures::stream::iter(copies).buffer_unordered(config.part_concurrency);
+    let mut completed = Vec::with_capacity(parts.len());
+    // A part's failure is final (the client already retried it): stop scheduling parts, and
+    // drop the copies in flight, so that the upload is aborted at once.
+    while let Some(part) = copies.next().await {
+        completed.push(part?);
+    }
     completed.sort_by_key(|part| part.part_number());
     Ok(completed)
 }

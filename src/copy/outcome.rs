@@ -27,6 +27,8 @@ pub enum SkipReason {
     /// The destination already holds a replica with the source's size and ETag (a repeated
     /// event for a large object).
     IdenticalReplica,
+    /// A removal for a key none of whose readings names a replica in the destination.
+    NoReplica,
 }
 
 impl fmt::Display for SkipReason {
@@ -47,6 +49,9 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::IdenticalReplica => {
                 f.write_str("the destination already holds an identical replica")
+            }
+            SkipReason::NoReplica => {
+                f.write_str("no reading of the key names a replica in the destination")
             }
         }
     }
@@ -69,6 +74,10 @@ pub enum Outcome {
     },
     /// Nothing was written, on purpose.
     Skipped(SkipReason),
+    /// The source is archived and must be restored first (the error carries the restore
+    /// command). Counted and listed, but not retried: nothing changes until someone restores it,
+    /// and its `ObjectRestore:Completed` event then copies it.
+    Archived(ReplicationError),
     /// Replication failed; the error says whether a retry can help.
     Failed(ReplicationError),
 }
@@ -80,6 +89,7 @@ impl Outcome {
             Outcome::Copied { .. } => "copied",
             Outcome::Deleted { .. } => "deleted",
             Outcome::Skipped(_) => "skipped",
+            Outcome::Archived(_) => "archived",
             Outcome::Failed(_) => "failed",
         }
     }
@@ -115,6 +125,10 @@ impl Outcome {
                 bucket, key, event_name, duration_ms, outcome = "skipped",
                 reason = %reason, "object skipped"
             ),
+            Outcome::Archived(error) => tracing::warn!(
+                bucket, key, event_name, duration_ms, outcome = "archived",
+                error = %error, "object archived: restore it first"
+            ),
             Outcome::Failed(error) => tracing::error!(
                 bucket, key, event_name, duration_ms, outcome = "failed",
                 error_code = error.code(), transient = error.is_transient(),
@@ -135,6 +149,18 @@ pub struct FailedObject {
     pub error_code: String,
     /// The full reason.
     pub error: String,
+}
+
+impl FailedObject {
+    /// The entry for `key` in `bucket`, which ended with `error`.
+    pub fn new(bucket: &str, key: &str, error: &ReplicationError) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            error_code: error.code().to_string(),
+            error: error.to_string(),
+        }
+    }
 }
 
 /// Why a copy did not produce a verified replica.

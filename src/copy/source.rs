@@ -23,14 +23,27 @@ pub(super) fn is_kms(head: &HeadObjectOutput) -> bool {
     )
 }
 
-/// Reads the source object's head, trying the event's alternate key reading when the first
-/// names nothing. `Ok(None)` means the object does not exist.
+/// Reads the source object's head, trying the event's key readings in order until one names
+/// an object. `Ok(None)` means none does, and the bucket exists (a 404 on a missing bucket looks
+/// the same to a HEAD, so one listing confirms it).
 pub(super) async fn head_source(
     config: &Config,
     event: &ObjectEvent,
     source: &SourceEndpoint<'_>,
 ) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
-    for key in std::iter::once(&event.key).chain(event.alternate_key.as_ref()) {
+    let failed = |failure, operation, key: &str| {
+        ReplicationError::from_s3(
+            failure,
+            operation,
+            Target {
+                side: Side::Source,
+                bucket: &config.source_bucket,
+                key,
+                region: source.region,
+            },
+        )
+    };
+    for key in event.key_readings() {
         let response = source
             .client
             .head_object()
@@ -43,20 +56,20 @@ pub(super) async fn head_source(
             Err(err) => {
                 let failure = classify(err);
                 if failure.class != FailureClass::NotFound {
-                    return Err(ReplicationError::from_s3(
-                        failure,
-                        "HeadObject",
-                        Target {
-                            side: Side::Source,
-                            bucket: &config.source_bucket,
-                            key,
-                            region: source.region,
-                        },
-                    ));
+                    return Err(failed(failure, "HeadObject", key));
                 }
             }
         }
     }
+    source
+        .client
+        .list_objects_v2()
+        .bucket(&config.source_bucket)
+        .prefix(&event.key)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|err| failed(classify(err), "ListObjectsV2", &event.key))?;
     Ok(None)
 }
 

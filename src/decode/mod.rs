@@ -15,10 +15,42 @@ use crate::keys::decode_event_key;
 pub enum ObjectEventKind {
     /// `ObjectCreated:*` or EventBridge `Object Created`: copy the object.
     Created,
-    /// `ObjectRemoved:*` or EventBridge `Object Deleted`: delete the replica, if configured.
+    /// `ObjectRestore:Completed` or EventBridge `Object Restore Completed`: an archived object
+    /// can be read again, so copy it.
+    Restored,
+    /// `ObjectRemoved:*`, `LifecycleExpiration:*` or EventBridge `Object Deleted`: delete the
+    /// replica, if configured.
     Removed,
-    /// Any other S3 event (restore, lifecycle, tagging, ...): nothing to replicate.
+    /// Any other S3 event (restore started, lifecycle transition, tagging, ACL, replication,
+    /// Intelligent-Tiering): nothing to replicate.
     Other,
+}
+
+impl ObjectEventKind {
+    /// The kind of an S3 notification's `eventName`.
+    pub fn of_notification(event_name: &str) -> Self {
+        if event_name.starts_with("ObjectCreated:") {
+            ObjectEventKind::Created
+        } else if event_name == "ObjectRestore:Completed" {
+            ObjectEventKind::Restored
+        } else if event_name.starts_with("ObjectRemoved:")
+            || event_name.starts_with("LifecycleExpiration:")
+        {
+            ObjectEventKind::Removed
+        } else {
+            ObjectEventKind::Other
+        }
+    }
+
+    /// The kind of an EventBridge event's `detail-type`.
+    pub fn of_eventbridge(detail_type: &str) -> Self {
+        match detail_type {
+            "Object Created" => ObjectEventKind::Created,
+            "Object Restore Completed" => ObjectEventKind::Restored,
+            "Object Deleted" => ObjectEventKind::Removed,
+            _ => ObjectEventKind::Other,
+        }
+    }
 }
 
 /// One object named by an event, with its key already decoded.
@@ -30,11 +62,12 @@ pub struct ObjectEvent {
     pub event_name: String,
     /// The bucket the event names; checked against the configured source bucket.
     pub bucket: String,
-    /// The decoded object key.
+    /// The decoded object key: the first reading to try.
     pub key: String,
-    /// A second reading of the key to try when `key` does not exist. EventBridge does not
-    /// document whether its keys are encoded, so for it this holds the key exactly as received.
-    pub alternate_key: Option<String>,
+    /// Further readings of the key, tried in order when `key` names no object. EventBridge
+    /// does not document how it encodes keys (it is read raw, then form-decoded), and Batch
+    /// Operations manifests may encode them (percent-decoded, then form-decoded, then raw).
+    pub alternate_keys: Vec<String>,
     /// Object size at event time, when the event says.
     pub size: Option<i64>,
     /// The version the event was about; informational, since the current object is copied.
@@ -45,6 +78,13 @@ pub struct ObjectEvent {
     pub event_time: Option<String>,
     /// The source bucket's region as the event states it (`awsRegion`, EventBridge `region`).
     pub region: Option<String>,
+}
+
+impl ObjectEvent {
+    /// Every reading of the key, in the order to try them.
+    pub fn key_readings(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.key).chain(&self.alternate_keys)
+    }
 }
 
 /// Why an event, record or message could not be decoded.
@@ -99,9 +139,17 @@ pub fn decode_invocation(payload: &Value) -> Result<Invocation, EventError> {
             .ok_or_else(|| EventError("unrecognised payload: Records is empty".into()))?;
         return match record_source(first) {
             Some("aws:sqs") => decode_queue(payload).map(Invocation::Queue),
-            Some("aws:s3") | Some("aws:sns") => Ok(Invocation::Direct(
-                records.iter().flat_map(decode_direct_record).collect(),
+            Some("aws:s3") => Ok(Invocation::Direct(
+                records.iter().map(decode_s3_or_sns_record).collect(),
             )),
+            Some("aws:sns") => decode_sns_records(records).map(|events| {
+                // SNS relays S3's test event when the notification is configured.
+                if events.is_empty() {
+                    Invocation::TestEvent
+                } else {
+                    Invocation::Direct(events)
+                }
+            }),
             other => Err(EventError(format!(
                 "unrecognised payload: Records[0] has event source {}",
                 other.map_or("(none)".to_string(), |s| format!("{s:?}"))
@@ -114,11 +162,9 @@ pub fn decode_invocation(payload: &Value) -> Result<Invocation, EventError> {
     if object.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return Ok(Invocation::Direct(vec![decode_eventbridge(payload)]));
     }
-    let mut fields: Vec<&str> = object.keys().map(String::as_str).take(10).collect();
-    fields.sort_unstable();
     Err(EventError(format!(
-        "unrecognised payload: not an S3, SQS, SNS or EventBridge event (top-level fields: [{}])",
-        fields.join(", ")
+        "unrecognised payload: not an S3, SQS, SNS or EventBridge event ({})",
+        describe_fields(payload)
     )))
 }
 
@@ -165,9 +211,7 @@ fn decode_message_value(value: &Value, allow_sns: bool) -> Result<MessageContent
             .get("Message")
             .and_then(Value::as_str)
             .ok_or_else(|| EventError("SNS notification without a Message string".into()))?;
-        let inner: Value = serde_json::from_str(inner)
-            .map_err(|e| EventError(format!("SNS Message is not JSON: {e}")))?;
-        return decode_message_value(&inner, false);
+        return decode_sns_message(inner);
     }
     if let Some(records) = value.get("Records").and_then(Value::as_array) {
         if records.is_empty() {
@@ -180,31 +224,64 @@ fn decode_message_value(value: &Value, allow_sns: bool) -> Result<MessageContent
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return Ok(MessageContent::Objects(vec![decode_eventbridge(value)]));
     }
-    Err(EventError(
-        "message body is not an S3 notification, SNS notification or EventBridge event".into(),
-    ))
+    Err(EventError(format!(
+        "unrecognised payload: message body is not an S3 notification, SNS notification or EventBridge event ({})",
+        describe_fields(value)
+    )))
 }
 
-/// A record delivered directly: S3's own, or SNS's wrapping an S3 notification.
-fn decode_direct_record(record: &Value) -> Vec<Result<ObjectEvent, EventError>> {
-    if record_source(record) != Some("aws:sns") {
-        return vec![decode_s3_record(record)];
+/// A record delivered directly in an S3 notification; one naming SNS as its source among them
+/// is refused on its own.
+fn decode_s3_or_sns_record(record: &Value) -> Result<ObjectEvent, EventError> {
+    if record_source(record) == Some("aws:sns") {
+        return Err(EventError(
+            "an SNS record among S3 notification records".into(),
+        ));
     }
-    let message = record
-        .get("Sns")
-        .and_then(|sns| sns.get("Message"))
-        .and_then(Value::as_str);
-    let Some(message) = message else {
-        return vec![Err(EventError("SNS record without Sns.Message".into()))];
+    decode_s3_record(record)
+}
+
+/// Records SNS delivered directly, each wrapping an S3 notification. A message that is not an
+/// S3 notification (another publisher on the topic) makes the payload unrecognised, as any
+/// other payload the function does not handle.
+fn decode_sns_records(
+    records: &[Value],
+) -> Result<Vec<Result<ObjectEvent, EventError>>, EventError> {
+    let mut events = Vec::new();
+    for record in records {
+        let message = record
+            .get("Sns")
+            .and_then(|sns| sns.get("Message"))
+            .and_then(Value::as_str);
+        let Some(message) = message else {
+            events.push(Err(EventError("SNS record without Sns.Message".into())));
+            continue;
+        };
+        match decode_sns_message(message)? {
+            MessageContent::TestEvent => {}
+            MessageContent::Objects(objects) => events.extend(objects),
+        }
+    }
+    Ok(events)
+}
+
+/// The S3 notification (or EventBridge event) an SNS message carries; anything else is an
+/// unrecognised payload, named by its top-level fields.
+fn decode_sns_message(message: &str) -> Result<MessageContent, EventError> {
+    let unrecognised = |what: String| {
+        EventError(format!(
+            "unrecognised payload: the SNS message is not an S3 notification ({what})"
+        ))
     };
-    match serde_json::from_str::<Value>(message)
-        .map_err(|e| EventError(format!("SNS Message is not JSON: {e}")))
-        .and_then(|inner| decode_message_value(&inner, false))
+    let inner: Value = serde_json::from_str(message)
+        .map_err(|_| unrecognised("its Message is not JSON".into()))?;
+    if !(is_test_event(&inner)
+        || inner.get("Records").is_some()
+        || inner.get("source").and_then(Value::as_str) == Some("aws.s3"))
     {
-        Ok(MessageContent::TestEvent) => Vec::new(),
-        Ok(MessageContent::Objects(objects)) => objects,
-        Err(e) => vec![Err(e)],
+        return Err(unrecognised(describe_fields(&inner)));
     }
+    decode_message_value(&inner, false)
 }
 
 fn is_test_event(value: &Value) -> bool {
@@ -251,13 +328,7 @@ fn decode_s3_record(record: &Value) -> Result<ObjectEvent, EventError> {
         )));
     }
     let event_name = record.event_name.unwrap_or_default();
-    let kind = if event_name.starts_with("ObjectCreated:") {
-        ObjectEventKind::Created
-    } else if event_name.starts_with("ObjectRemoved:") {
-        ObjectEventKind::Removed
-    } else {
-        ObjectEventKind::Other
-    };
+    let kind = ObjectEventKind::of_notification(&event_name);
     let key = decode_event_key(&record.s3.object.key).map_err(|e| {
         EventError(format!(
             "undecodable key in bucket {:?}: {e}",
@@ -269,7 +340,7 @@ fn decode_s3_record(record: &Value) -> Result<ObjectEvent, EventError> {
         event_name,
         bucket: record.s3.bucket.name,
         key,
-        alternate_key: None,
+        alternate_keys: Vec::new(),
         size: record.s3.object.size,
         version_id: record.s3.object.version_id,
         sequencer: record.s3.object.sequencer,
@@ -305,33 +376,44 @@ struct EventBridgeObject {
 fn decode_eventbridge(value: &Value) -> Result<ObjectEvent, EventError> {
     let event: EventBridgeEvent = serde_json::from_value(value.clone())
         .map_err(|e| EventError(format!("malformed EventBridge S3 event: {e}")))?;
-    let kind = match event.detail_type.as_str() {
-        "Object Created" => ObjectEventKind::Created,
-        "Object Deleted" => ObjectEventKind::Removed,
-        _ => ObjectEventKind::Other,
-    };
+    let kind = ObjectEventKind::of_eventbridge(&event.detail_type);
     let raw = event.detail.object.key;
-    // The documentation does not say how EventBridge encodes keys: read the key the way S3
-    // notifications encode it, and keep the raw text to try when that reading names nothing.
     if raw.is_empty() {
         return Err(EventError("EventBridge event with an empty key".into()));
     }
-    let (key, alternate_key) = match decode_event_key(&raw) {
-        Ok(decoded) if decoded != raw => (decoded, Some(raw)),
-        _ => (raw, None),
+    // EventBridge delivers keys unencoded (an event captured from AWS carries `:` raw, where a
+    // notification sends `%3A`); AWS does not document how a space, `+` or `%` arrive, so the
+    // form-decoded reading is kept to try when the raw key names nothing.
+    let alternate_keys = match decode_event_key(&raw) {
+        Ok(decoded) if decoded != raw => vec![decoded],
+        _ => Vec::new(),
     };
+    let key = raw;
     Ok(ObjectEvent {
         kind,
         event_name: event.detail_type,
         bucket: event.detail.bucket.name,
         key,
-        alternate_key,
+        alternate_keys,
         size: event.detail.object.size,
         version_id: event.detail.object.version_id,
         sequencer: event.detail.object.sequencer,
         event_time: event.time,
         region: event.region.filter(|r| !r.is_empty()),
     })
+}
+
+/// Names what a JSON value holds without its contents: its top-level fields (at most ten), or
+/// its type.
+fn describe_fields(value: &Value) -> String {
+    match value.as_object() {
+        Some(object) => {
+            let mut fields: Vec<&str> = object.keys().map(String::as_str).take(10).collect();
+            fields.sort_unstable();
+            format!("top-level fields: [{}]", fields.join(", "))
+        }
+        None => format!("received {}", json_type(value)),
+    }
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -2,15 +2,17 @@
 //! S3 Inventory report or a CSV manifest), which is replicated through the same copy path as an
 //! event, and answered with the documented result structure.
 //!
-//! Schema 1.0 names the bucket by ARN (`s3BucketArn`); 2.0 names it (`s3Bucket`) and carries
-//! the job's `userArguments`. Keys arrive URL-encoded.
+//! Schema 1.0 names the bucket by ARN (`s3BucketArn`, with or without region and account); 2.0
+//! names it (`s3Bucket`) and carries the job's `userArguments`. Keys may arrive URL-encoded, as
+//! the manifest holds them: they are tried percent-decoded, then form-decoded, then raw, and the
+//! first reading that names an object in the source is copied.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::copy::{Outcome, Replicator, SkipReason};
 use crate::decode::{ObjectEvent, ObjectEventKind};
-use crate::keys::decode_event_key;
+use crate::keys::batch_key_readings;
 
 /// Whether `payload` is a Batch Operations invocation.
 pub fn is_batch_job(payload: &Value) -> bool {
@@ -108,6 +110,21 @@ pub async fn run_batch_job(
     })
 }
 
+/// The bucket an S3 bucket ARN names, in any of its documented forms:
+/// `arn:aws:s3:::bucket` and `arn:aws:s3:us-east-1:111122223333:bucket` (and the other
+/// partitions). Object, access point and other ARNs name no bucket.
+fn bucket_of_arn(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "s3", _region, _account, bucket]
+            if !partition.is_empty() && !bucket.is_empty() && !bucket.contains(['/', ':']) =>
+        {
+            Some(bucket)
+        }
+        _ => None,
+    }
+}
+
 async fn run_task(
     task: &Value,
     replicator: &Replicator,
@@ -129,22 +146,23 @@ async fn run_task(
     };
     let bucket = match (&task.s3_bucket, &task.s3_bucket_arn) {
         (Some(bucket), _) => bucket.clone(),
-        (None, Some(arn)) => match arn.rsplit_once(":::") {
-            Some((_, bucket)) => bucket.to_string(),
+        (None, Some(arn)) => match bucket_of_arn(arn) {
+            Some(bucket) => bucket.to_string(),
             None => return permanent(format!("s3BucketArn {arn:?} is not a bucket ARN")),
         },
         (None, None) => return permanent("task names no bucket".into()),
     };
-    let key = match decode_event_key(&task.s3_key) {
-        Ok(key) => key,
+    let mut readings = match batch_key_readings(&task.s3_key) {
+        Ok(readings) => readings.into_iter(),
         Err(e) => return permanent(format!("undecodable s3Key: {e}")),
     };
+    let key = readings.next().unwrap_or_default();
     let event = ObjectEvent {
         kind: ObjectEventKind::Created,
         event_name: "BatchOperations".into(),
         bucket,
         key,
-        alternate_key: None,
+        alternate_keys: readings.collect(),
         size: None,
         version_id: task.s3_version_id,
         sequencer: None,
@@ -170,6 +188,8 @@ async fn run_task(
         }
         Outcome::Skipped(reason) => ("Succeeded", format!("skipped: {reason}")),
         Outcome::Deleted { destination_key } => ("Succeeded", format!("deleted {destination_key}")),
+        // S3 does not retry it, and the job's completion report names the restore command.
+        Outcome::Archived(error) => ("PermanentFailure", error.to_string()),
         Outcome::Failed(error) if error.is_transient() => ("TemporaryFailure", error.to_string()),
         Outcome::Failed(error) => ("PermanentFailure", error.to_string()),
     };
@@ -177,5 +197,36 @@ async fn run_task(
         task_id: task.task_id,
         result_code,
         result_string,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_documented_bucket_arn_form() {
+        assert_eq!(
+            bucket_of_arn("arn:aws:s3:::amzn-s3-demo-bucket"),
+            Some("amzn-s3-demo-bucket")
+        );
+        assert_eq!(
+            bucket_of_arn("arn:aws:s3:us-east-1:111122223333:amzn-s3-demo-bucket"),
+            Some("amzn-s3-demo-bucket")
+        );
+        assert_eq!(
+            bucket_of_arn("arn:aws-cn:s3:::bucket-cn"),
+            Some("bucket-cn")
+        );
+        for refused in [
+            "amzn-s3-demo-bucket",
+            "arn:aws:s3:::bucket/key.txt",
+            "arn:aws:s3:us-east-1:111122223333:accesspoint/ap",
+            "arn:aws:lambda:us-east-1:111122223333:function:f",
+            "arn:aws:s3:::",
+            "arn::s3:::bucket",
+        ] {
+            assert_eq!(bucket_of_arn(refused), None, "{refused}");
+        }
     }
 }

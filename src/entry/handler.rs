@@ -74,10 +74,15 @@ pub struct Summary {
     pub skipped: usize,
     /// Objects (or undecodable records) that failed.
     pub failed: usize,
+    /// Objects that must be restored from an archive tier before they can be copied.
+    pub archived: usize,
     /// Bytes copied.
     pub bytes: i64,
     /// The first failures, by name.
     pub failures: Vec<FailedObject>,
+    /// The first archived objects, by name, with the restore command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub archived_objects: Vec<FailedObject>,
     /// The longest time from an event to its copy, for the metrics.
     #[serde(skip)]
     pub max_lag_ms: Option<u64>,
@@ -85,7 +90,7 @@ pub struct Summary {
 
 impl Summary {
     fn total(&self) -> usize {
-        self.copied + self.deleted + self.skipped + self.failed
+        self.copied + self.deleted + self.skipped + self.archived + self.failed
     }
 
     fn metrics(&self) -> crate::metrics::InvocationMetrics {
@@ -93,6 +98,7 @@ impl Summary {
             copied: self.copied as u64,
             skipped: (self.skipped + self.deleted) as u64,
             failed: self.failed as u64,
+            archived: self.archived as u64,
             bytes: self.bytes,
             max_lag_ms: self.max_lag_ms,
         }
@@ -118,12 +124,16 @@ impl Summary {
             }
             Outcome::Deleted { .. } => self.deleted += 1,
             Outcome::Skipped(_) => self.skipped += 1,
-            Outcome::Failed(error) => self.record_failure(FailedObject {
-                bucket: event.bucket.clone(),
-                key: event.key.clone(),
-                error_code: error.code().to_string(),
-                error: error.to_string(),
-            }),
+            Outcome::Archived(error) => {
+                self.archived += 1;
+                if self.archived_objects.len() < LISTED_FAILURES {
+                    let entry = FailedObject::new(&event.bucket, &event.key, error);
+                    self.archived_objects.push(entry);
+                }
+            }
+            Outcome::Failed(error) => {
+                self.record_failure(FailedObject::new(&event.bucket, &event.key, error))
+            }
         }
     }
 
@@ -203,6 +213,7 @@ pub async fn handle_with_context(
                 copied: report.copied,
                 skipped: report.skipped,
                 failed: report.failed,
+                archived: report.archived,
                 bytes: report.bytes,
                 max_lag_ms: None,
             });
@@ -352,6 +363,7 @@ fn log_summary(summary: &Summary) {
         deleted = summary.deleted,
         skipped = summary.skipped,
         failed = summary.failed,
+        archived = summary.archived,
         bytes = summary.bytes,
         "invocation summary"
     );

@@ -15,7 +15,11 @@ policy (from moto's S3) the way AWS does:
 - under BucketOwnerEnforced (the default) ACLs other than bucket-owner-full-control are refused,
   and the bucket owner cannot read an object that another account owns unless it was granted.
 
-It also enforces x-amz-copy-source-if-match, which moto ignores.
+It also enforces x-amz-copy-source-if-match, which moto ignores, and models archived objects
+where moto does not: UploadPartCopy from S3 Glacier Flexible Retrieval or Deep Archive is refused
+(ObjectNotInActiveTierError) as CopyObject is; objects in an Intelligent-Tiering archive tier
+(harness route archive-tier) refuse reads and copies until restored; and a restore can be held in
+progress (hold-restore, then complete-restore), where moto restores at once.
 
 Usage: server.py [--port N] [--template PATH]. Prints one JSON line ({"endpoint", "accounts"...})
 once it serves, and exits when its standard input closes (so it never outlives its parent).
@@ -344,6 +348,13 @@ class State:
     # Writes to make just before a matching request is served: dicts with method,
     # path_contains, query_contains, skip, count and put {account, bucket, key, body}.
     triggers: list = field(default_factory=list)
+    # Objects in an Intelligent-Tiering archive tier (moto has none): (bucket, key) -> tier.
+    archive_tiers: dict = field(default_factory=dict)
+    # Objects whose next RestoreObject stays in progress until the harness completes it (moto
+    # restores at once): (bucket, key) -> "held" before the request, "ongoing" after it.
+    held_restores: dict = field(default_factory=dict)
+    # Requests seen, by S3 operation (for tests that count what the function sent).
+    operations: dict = field(default_factory=dict)
 
     def take_trigger(self, method: str, raw_path: str, query: str):
         with self.lock:
@@ -358,11 +369,12 @@ class State:
                     return trigger
         return None
 
-    def take_fault(self, method: str, raw_path: str):
+    def take_fault(self, method: str, raw_path: str, query: str):
         with self.lock:
             for fault in self.faults:
                 if fault["count"] > 0 and fault["path_contains"] in raw_path and (
-                        fault.get("method") in (None, method)):
+                        fault.get("method") in (None, method)) and (
+                        fault.get("query_contains", "") in query):
                     fault["count"] -= 1
                     return fault
         return None
@@ -411,7 +423,8 @@ class AuthorizingApp:
         if trigger is not None:
             put = trigger["put"]
             self.control.put_object(put["account"], put["bucket"], put["key"], put["body"])
-        fault = self.state.take_fault(request.method, raw_path)
+        self._count(request, environ.get("QUERY_STRING", ""))
+        fault = self.state.take_fault(request.method, raw_path, environ.get("QUERY_STRING", ""))
         if fault is not None:
             refused = Refused(fault["status"], fault["code"], "injected by the emulator's harness")
             return self._error(refused, request)(environ, start_response)
@@ -422,6 +435,12 @@ class AuthorizingApp:
                 with self.state.lock:
                     self.state.denials += 1
             return self._error(refused, request)(environ, start_response)
+        try:
+            answered = self._archive_rules(request, raw_path, environ.get("QUERY_STRING", ""))
+        except Refused as refused:
+            return self._error(refused, request)(environ, start_response)
+        if answered is not None:
+            return answered(environ, start_response)
         if record is None:
             return self.app(environ, start_response)
 
@@ -431,6 +450,62 @@ class AuthorizingApp:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, recording_start_response)
+
+    def _count(self, request: Request, query_string: str):
+        """Counts the request by S3 operation (only those tests ask about)."""
+        query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+        if request.method == "PUT" and "partNumber" in query and "x-amz-copy-source" in request.headers:
+            operation = "UploadPartCopy"
+        elif request.method == "PUT" and "x-amz-copy-source" in request.headers:
+            operation = "CopyObject"
+        else:
+            operation = f"{request.method} {'?' + '&'.join(sorted(query)) if query else ''}".strip()
+        with self.state.lock:
+            self.state.operations[operation] = self.state.operations.get(operation, 0) + 1
+
+    def _archive_rules(self, request: Request, raw_path: str, query_string: str):
+        """What S3 does with archived objects where moto does not: UploadPartCopy from S3 Glacier
+        Flexible Retrieval or Deep Archive is refused like CopyObject; an object in an
+        Intelligent-Tiering archive tier cannot be read or copied until restored; and a restore
+        can be held in progress. Returns a response to send instead of moto's, or None."""
+        query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+        bucket, _, key = raw_path.split("?", 1)[0][1:].partition("/")
+        copy_source = request.headers.get("x-amz-copy-source")
+        if request.method == "PUT" and copy_source:
+            src_bucket, src_key, _ = parse_copy_source(copy_source)
+            if self._archived(src_bucket, src_key):
+                raise Refused(403, "ObjectNotInActiveTierError",
+                              "The source object of the COPY operation is not in the active tier "
+                              "and is only stored in Amazon Glacier.")
+            return None
+        if not key:
+            return None
+        if request.method == "GET" and not query and self._archived(bucket, key):
+            raise Refused(403, "InvalidObjectState",
+                          "The operation is not valid for the object's storage class")
+        if request.method == "POST" and "restore" in query:
+            with self.state.lock:
+                held = self.state.held_restores.get((bucket, key))
+                if held is not None:
+                    self.state.held_restores[(bucket, key)] = "ongoing"
+                    return Response("", status=202)
+                tier = self.state.archive_tiers.pop((bucket, key), None)
+            if tier is not None:
+                return Response("", status=202)
+        return None
+
+    def _archived(self, bucket: str, key: str) -> bool:
+        """Whether the current object is archived and not restored."""
+        with self.state.lock:
+            if (bucket, key) in self.state.archive_tiers:
+                return True
+            if self.state.held_restores.get((bucket, key)) == "ongoing":
+                return True
+        _, bucket_obj = find_bucket(bucket)
+        current = bucket_obj.keys.get(key) if bucket_obj is not None else None
+        if current is None or current.storage_class not in ("GLACIER", "DEEP_ARCHIVE"):
+            return False
+        return 'ongoing-request="false"' not in current.response_dict.get("x-amz-restore", "")
 
     def _invoke(self, environ, credential, function):
         """Lambda's Invoke API for asynchronous and dry-run invocations: authorized against the
@@ -924,6 +999,7 @@ class Harness:
                 result = {"owner": owner.account if owner else None}
             elif route == "fault":
                 fault = {"path_contains": body["path_contains"], "method": body.get("method"),
+                         "query_contains": body.get("query_contains", ""),
                          "status": int(body.get("status", 503)), "code": body.get("code", "SlowDown"),
                          "count": int(body.get("count", 1))}
                 with self.state.lock:
@@ -944,7 +1020,21 @@ class Harness:
                 result = {"armed": True}
             elif route == "stats":
                 with self.state.lock:
-                    result = {"denials": self.state.denials}
+                    result = {"denials": self.state.denials,
+                              "operations": dict(self.state.operations)}
+            elif route == "archive-tier":
+                # Moves an object into an Intelligent-Tiering archive tier.
+                with self.state.lock:
+                    self.state.archive_tiers[(body["bucket"], body["key"])] = body.get(
+                        "tier", "ARCHIVE_ACCESS")
+                result = {"archived": True}
+            elif route == "hold-restore":
+                # The object's next RestoreObject stays in progress until complete-restore.
+                with self.state.lock:
+                    self.state.held_restores[(body["bucket"], body["key"])] = "held"
+                result = {"held": True}
+            elif route == "complete-restore":
+                result = self.complete_restore(body["bucket"], body["key"])
             else:
                 return Response(json.dumps({"error": f"no route {route}"}), 404,
                                 content_type="application/json")
@@ -953,6 +1043,19 @@ class Harness:
             logging.exception("harness request failed")
             return Response(json.dumps({"error": f"{type(error).__name__}: {error}"}), 500,
                             content_type="application/json")
+
+    def complete_restore(self, bucket: str, key: str) -> dict:
+        """Ends a held restore: the object becomes readable (moto's own restore, for the
+        Glacier storage classes; leaving the archive tier, for Intelligent-Tiering)."""
+        with self.state.lock:
+            state = self.state.held_restores.pop((bucket, key), None)
+            tier = self.state.archive_tiers.pop((bucket, key), None)
+        if state != "ongoing":
+            raise ValueError(f"no restore of {bucket}/{key} in progress")
+        if tier is None:
+            _, bucket_obj = find_bucket(bucket)
+            bucket_obj.keys.get(key).restore(1)
+        return {"restored": True}
 
     def put_object(self, account: str, bucket: str, key: str, body: str) -> None:
         """Writes an object as the account's admin (for triggers)."""

@@ -671,3 +671,41 @@ pub fn failed_message_ids(response: &Value) -> Vec<String> {
         .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// A Batch Operations job from the fixture `name`, one task per (bucket, key), the key
+/// form-encoded as a manifest may hold it.
+pub fn batch_job(name: &str, tasks: &[(&str, &str)]) -> Value {
+    let mut job = fixture(name);
+    let template = job["tasks"][0].clone();
+    job["tasks"] = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, (task_bucket, key))| {
+            let mut task = template.clone();
+            task["taskId"] = json!(format!("task-{i}"));
+            task["s3Key"] = json!(form_encode(key));
+            if task.get("s3BucketArn").is_some() {
+                task["s3BucketArn"] = json!(format!("arn:aws:s3:::{task_bucket}"));
+            } else {
+                task["s3Bucket"] = json!(task_bucket);
+            }
+            task
+        })
+        .collect();
+    job
+}
+
+/// (resultCode, resultString) of each task in a Batch Operations response.
+pub fn result_codes(response: &Value) -> Vec<(String, String)> {
+    response["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resultCode"].as_str().unwrap().to_string(),
+                r["resultString"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::{EncodingType, ServerSideEncryption};
 use serde_json::Value;
 
 use super::report::{
@@ -142,6 +142,7 @@ async fn list_source(probe: &Probe<'_>, found: &mut Found) -> Check {
         .bucket(&probe.config.source_bucket)
         .prefix(&probe.source_prefix)
         .max_keys(1)
+        .encoding_type(EncodingType::Url)
         .send()
         .await;
     found.sample = first_key(&listing);
@@ -300,6 +301,7 @@ async fn list_destination(probe: &Probe<'_>, found: &mut Found) -> Check {
         .prefix(&config.destination_prefix)
         .set_expected_bucket_owner(config.destination_account_id.clone())
         .max_keys(1)
+        .encoding_type(EncodingType::Url)
         .send()
         .await;
     found.replica = first_key(&listed);

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{FailureClass, S3Failure, classify};
+use crate::keys::decode_listed_key;
 
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,7 +94,7 @@ impl DoctorReport {
 /// Where the role's own grants go.
 pub(super) const IDENTITY_POLICY: &str = "the function role's identity policy (account A)";
 
-/// The first key of a listing that succeeded.
+/// The first key of a listing (asked for `EncodingType=url`) that succeeded.
 pub(super) fn first_key<E>(
     listing: &Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, E>,
 ) -> Option<String> {
@@ -102,7 +103,7 @@ pub(super) fn first_key<E>(
         .ok()
         .and_then(|page| page.contents().first())
         .and_then(|object| object.key())
-        .map(str::to_string)
+        .map(decode_listed_key)
 }
 
 /// A check that could not be made, and why.
