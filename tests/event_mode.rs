@@ -534,3 +534,124 @@ async fn duplicated_and_out_of_order_events_converge_on_the_current_object() {
         );
     }
 }
+
+/// The requests `payload` costs, by operation.
+async fn requests_for(
+    world: &World,
+    replicator: &s3_replicator::Replicator,
+    payload: &serde_json::Value,
+) -> (serde_json::Value, std::collections::BTreeMap<String, u64>) {
+    let (summary, requests) = world
+        .operations_during(handle_payload(payload, replicator))
+        .await;
+    (summary.unwrap(), requests)
+}
+
+fn count(requests: &std::collections::BTreeMap<String, u64>, prefix: &str) -> u64 {
+    requests
+        .iter()
+        .filter(|(operation, _)| operation.starts_with(prefix))
+        .map(|(_, count)| count)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_small_object_costs_one_copy_request_and_falls_back_only_when_it_must() {
+    let world = World::new("onerequest", WorldOptions::default()).await;
+    let replicator = world.replicator().await;
+
+    // The event's ETag and size are enough: one CopyObject, conditional on that ETag.
+    world.put_source("one/fresh.txt", b"fresh").await;
+    let event = world.s3_event_now("s3-put.json", "one/fresh.txt").await;
+    let (summary, requests) = requests_for(&world, &replicator, &event).await;
+    assert_eq!(summary["copied"], 1, "{summary}");
+    assert_eq!(
+        requests,
+        [("CopyObject".to_string(), 1)].into(),
+        "{requests:?}"
+    );
+
+    // Changed since the event: the condition fails, the head is read, the new object copied.
+    world.put_source("one/changed.txt", b"first").await;
+    let event = world.s3_event_now("s3-put.json", "one/changed.txt").await;
+    world.put_source("one/changed.txt", b"second, longer").await;
+    let (summary, requests) = requests_for(&world, &replicator, &event).await;
+    assert_eq!(summary["copied"], 1, "{summary}");
+    assert_eq!(
+        world.destination_body("one/changed.txt").await,
+        b"second, longer"
+    );
+    assert_eq!(
+        (count(&requests, "CopyObject"), count(&requests, "HEAD")),
+        (2, 1)
+    );
+
+    // Gone: the copy finds nothing, the head confirms it, one listing confirms the bucket.
+    world.put_source("one/gone.txt", b"gone").await;
+    let event = world.s3_event_now("s3-put.json", "one/gone.txt").await;
+    world
+        .admin_a
+        .delete_object()
+        .bucket(&world.source_bucket)
+        .key("one/gone.txt")
+        .send()
+        .await
+        .unwrap();
+    let (summary, requests) = requests_for(&world, &replicator, &event).await;
+    assert_eq!(
+        (summary["skipped"].as_u64(), summary["copied"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (
+            count(&requests, "CopyObject"),
+            count(&requests, "HEAD"),
+            count(&requests, "GET ?")
+        ),
+        (1, 1, 1),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_without_an_etag_or_with_another_key_reading_reads_the_head() {
+    let world = World::new("headfirst", WorldOptions::default()).await;
+    let replicator = world.replicator().await;
+
+    // No ETag in the event: the head first, then the copy.
+    world.put_source("one/no-etag.txt", b"no etag").await;
+    let mut event = world.s3_event_now("s3-put.json", "one/no-etag.txt").await;
+    event["Records"][0]["s3"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("eTag");
+    let (summary, requests) = requests_for(&world, &replicator, &event).await;
+    assert_eq!(summary["copied"], 1, "{summary}");
+    assert_eq!(
+        (count(&requests, "CopyObject"), count(&requests, "HEAD")),
+        (1, 1)
+    );
+
+    // EventBridge's raw key names nothing, its decoded reading names the object.
+    world.put_source("one/a b.txt", b"ab").await;
+    let head = world
+        .admin_a
+        .head_object()
+        .bucket(&world.source_bucket)
+        .key("one/a b.txt");
+    let head = head.send().await.unwrap();
+    let mut event = eventbridge_event(
+        "eventbridge-object-created.json",
+        &world.source_bucket,
+        "one/a+b.txt",
+    );
+    event["detail"]["object"]["etag"] = json!(head.e_tag().unwrap().trim_matches('"'));
+    event["detail"]["object"]["size"] = json!(head.content_length().unwrap());
+    let (summary, requests) = requests_for(&world, &replicator, &event).await;
+    assert_eq!(summary["copied"], 1, "{summary}");
+    assert_eq!(world.destination_body("one/a b.txt").await, b"ab");
+    assert_eq!(
+        (count(&requests, "CopyObject"), count(&requests, "HEAD")),
+        (2, 2)
+    );
+}

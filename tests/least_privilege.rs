@@ -17,7 +17,7 @@ use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::ops::doctor::{Status, run_doctor};
 use serde_json::{Value, json};
-use support::{FUNCTION_ARN, World, WorldOptions, s3_event};
+use support::{FUNCTION_ARN, World, WorldOptions};
 
 const MIB: usize = 1024 * 1024;
 
@@ -74,6 +74,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "ReadSourceObjects/s3:GetObjectTagging",
         &[
             "event copy",
+            "deleted source",
             "multipart copy",
             "multipart cleanup",
             "backfill",
@@ -94,6 +95,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "WriteReplicas/s3:PutObject",
         &[
             "event copy",
+            "deleted source",
             "multipart copy",
             "multipart cleanup",
             "backfill",
@@ -113,6 +115,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "WriteReplicas/s3:PutObjectAcl",
         &[
             "event copy",
+            "deleted source",
             "multipart copy",
             "multipart cleanup",
             "backfill",
@@ -135,6 +138,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "bucket/s3:PutObject",
         &[
             "event copy",
+            "deleted source",
             "multipart copy",
             "multipart cleanup",
             "backfill",
@@ -154,6 +158,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "bucket/s3:PutObjectAcl",
         &[
             "event copy",
+            "deleted source",
             "multipart copy",
             "multipart cleanup",
             "backfill",
@@ -256,7 +261,8 @@ async fn event(
     fixture: &str,
     key: &str,
 ) -> Result<Value, String> {
-    handle_payload(&s3_event(fixture, &world.source_bucket, key), replicator)
+    let event = world.s3_event_now(fixture, key).await;
+    handle_payload(&event, replicator)
         .await
         .map_err(|e| e.to_string())
 }

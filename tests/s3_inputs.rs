@@ -284,40 +284,36 @@ async fn an_upload_aborted_under_the_copy_is_a_failure_not_a_missing_source() {
     assert!(world.destination_keys().await.is_empty());
 }
 
+/// The error of an event for `k.txt` after `side`'s bucket was deleted.
+async fn error_without_bucket(side: &str) -> String {
+    let world = World::new(&format!("nobucket{side}"), WorldOptions::default()).await;
+    world.put_source("k.txt", b"k").await;
+    let event = world.s3_event_now("s3-put.json", "k.txt").await;
+    let replicator = world.replicator().await;
+    let (admin, bucket) = if side == "source" {
+        world
+            .admin_a
+            .delete_object()
+            .bucket(&world.source_bucket)
+            .key("k.txt")
+            .send()
+            .await
+            .unwrap();
+        (&world.admin_a, &world.source_bucket)
+    } else {
+        (&world.admin_b, &world.destination_bucket)
+    };
+    admin.delete_bucket().bucket(bucket).send().await.unwrap();
+    let error = handle_payload(&event, &replicator).await.unwrap_err();
+    error.to_string()
+}
+
 #[tokio::test]
 async fn a_missing_bucket_is_a_clear_failure_on_either_side() {
-    let world = World::new("nobucket", WorldOptions::default()).await;
-    world.put_source("k.txt", b"k").await;
-    let replicator = world.replicator().await;
-    world
-        .admin_b
-        .delete_bucket()
-        .bucket(&world.destination_bucket)
-        .send()
-        .await
-        .unwrap();
-    let error = world.put_event(&replicator, "k.txt").await.unwrap_err();
-    let error = error.to_string();
+    let error = error_without_bucket("destination").await;
     assert!(error.contains("does not exist"), "{error}");
     assert!(error.contains("DESTINATION_BUCKET"), "{error}");
-
-    world
-        .admin_a
-        .delete_object()
-        .bucket(&world.source_bucket)
-        .key("k.txt")
-        .send()
-        .await
-        .unwrap();
-    world
-        .admin_a
-        .delete_bucket()
-        .bucket(&world.source_bucket)
-        .send()
-        .await
-        .unwrap();
-    let error = world.put_event(&replicator, "k.txt").await.unwrap_err();
-    let error = error.to_string();
+    let error = error_without_bucket("source").await;
     assert!(error.contains("does not exist"), "{error}");
     assert!(error.contains("SOURCE_BUCKET"), "{error}");
 }
@@ -334,21 +330,14 @@ async fn a_multipart_copy_stops_scheduling_parts_at_the_first_final_failure() {
         json!({"path_contains": "ff/big.bin", "method": "PUT", "query_contains": "partNumber=2&",
                "status": 400, "code": "InvalidRequest", "count": 1}),
     );
-    let before = part_copies(&world);
-    let error = world
-        .put_event(&replicator, "ff/big.bin")
-        .await
-        .unwrap_err();
+    let (result, requests) = world
+        .operations_during(world.put_event(&replicator, "ff/big.bin"))
+        .await;
+    let error = result.unwrap_err();
     assert!(error.to_string().contains("InvalidRequest"), "{error}");
     // Six parts, one at a time: the first copied, the second refused, no other started.
-    assert_eq!(part_copies(&world) - before, 2);
+    assert_eq!(requests.get("UploadPartCopy"), Some(&2), "{requests:?}");
     assert_eq!(world.open_uploads().await, 0);
-}
-
-/// The UploadPartCopy requests the emulator has served so far.
-fn part_copies(world: &World) -> u64 {
-    let stats = world.emulator.harness("stats", json!({}));
-    stats["operations"]["UploadPartCopy"].as_u64().unwrap_or(0)
 }
 
 #[tokio::test]

@@ -263,6 +263,7 @@ fn start(
         key: key.clone(),
         alternate_keys: Vec::new(),
         size: Some(listed.size),
+        etag: listed.etag,
         version_id: None,
         sequencer: None,
         event_time: None,
@@ -271,10 +272,7 @@ fn start(
     // A task of its own, so copies progress while the merge waits for the next page.
     let task = tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = match &listed.etag {
-            Some(etag) => replicator.copy_listed(&event, etag, listed.size).await,
-            None => replicator.replicate(&event).await,
-        };
+        let outcome = replicator.replicate(&event).await;
         outcome.log(&event, started.elapsed());
         outcome
     });

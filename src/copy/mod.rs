@@ -103,22 +103,20 @@ impl Replicator {
         }
         match event.kind {
             ObjectEventKind::Removed => self.delete_replica(event).await,
-            _ => self.copy_current(event, None).await,
+            _ => {
+                let known = event.etag.as_deref().zip(event.size);
+                self.copy_current(event, known).await
+            }
         }
-    }
-
-    /// Copies an object a listing just showed with `etag` and `size`, without reading its head
-    /// first: the copy is conditional on that ETag, and if the object changed since the listing
-    /// it is copied as it is now.
-    pub async fn copy_listed(&self, event: &ObjectEvent, etag: &str, size: i64) -> Outcome {
-        self.copy_current(event, Some((etag, size))).await
     }
 
     /// Copies the object as it is now, so that a late or repeated event converges on the
     /// source's current state: in one `CopyObject` below `MULTIPART_THRESHOLD`, in parts above.
-    /// The copy is conditional on the ETag just read (or listed); if the source changes in
-    /// between, it is attempted again against the new object. The replica is verified.
-    async fn copy_current(&self, event: &ObjectEvent, listed: Option<(&str, i64)>) -> Outcome {
+    /// A small object whose ETag and size the event (or a listing) gave is copied on condition
+    /// of that ETag with no other request; else its head is read first. If the source changed,
+    /// or the copy found no object under that key reading, the head is read and the copy made
+    /// again from what is current (a gone source is skipped). The replica is verified.
+    async fn copy_current(&self, event: &ObjectEvent, known: Option<(&str, i64)>) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
@@ -126,8 +124,8 @@ impl Replicator {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let listed = listed.filter(|_| attempt == 1);
-            let current = match self.read_current(event, &source, listed).await {
+            let known = known.filter(|_| attempt == 1);
+            let current = match self.read_current(event, &source, known).await {
                 Ok(Some(current)) => current,
                 Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
                 Err(error) => return Outcome::Failed(error),
@@ -160,15 +158,15 @@ impl Replicator {
         }
     }
 
-    /// The source object to copy: as a listing showed it (a small object, on the first attempt),
-    /// else as its head says now. `Ok(None)` when it no longer exists.
+    /// The source object to copy: as the event or a listing showed it (a small object, on the
+    /// first attempt), else as its head says now. `Ok(None)` when it no longer exists.
     async fn read_current(
         &self,
         event: &ObjectEvent,
         source: &SourceEndpoint<'_>,
-        listed: Option<(&str, i64)>,
+        known: Option<(&str, i64)>,
     ) -> Result<Option<CurrentSource>, ReplicationError> {
-        if let Some((etag, size)) = listed
+        if let Some((etag, size)) = known
             && (size.max(0) as u64) < self.config.multipart_threshold
         {
             return Ok(Some(CurrentSource {
@@ -245,6 +243,9 @@ impl Replicator {
             // Changed under the copy, or the upload was aborted under it: start again from the
             // current object.
             FailureClass::PreconditionFailed | FailureClass::UploadAborted if retry => Next::Retry,
+            // A copy names two buckets: reading the source once tells whether it is the missing
+            // one; if the copy fails so again, it is the destination.
+            FailureClass::NoSuchBucket if copying && attempt == 1 => Next::Retry,
             // Whichever call met it, it is the source that must be restored.
             FailureClass::Archived => {
                 let error = failure_on(

@@ -41,7 +41,11 @@ pub(super) async fn copy_whole(
         .send()
         .await
         .map_err(|e| CopyError::s3("CopyObject", Side::Destination)(classify(e)))?;
-    let replica_etag = output.copy_object_result().and_then(|r| r.e_tag());
+    let replica_etag = output
+        .copy_object_result()
+        .and_then(|r| r.e_tag())
+        .map(unquoted);
+    let etag = etag.map(unquoted);
     let plain = |e: Option<&str>| e.is_some_and(|e| !e.contains('-'));
     let comparable = config.destination_kms_key_id.is_none()
         && output.server_side_encryption() != Some(&ServerSideEncryption::AwsKms)
@@ -80,4 +84,9 @@ pub(super) async fn copy_whole(
         None,
     )
     .await
+}
+
+/// An ETag without its quotes: listings and heads quote ETags, events do not.
+fn unquoted(etag: &str) -> &str {
+    etag.trim_matches('"')
 }

@@ -70,6 +70,9 @@ pub struct ObjectEvent {
     pub alternate_keys: Vec<String>,
     /// Object size at event time, when the event says.
     pub size: Option<i64>,
+    /// The object's ETag at event time, when the event says (unquoted, as events carry it): a
+    /// small object is copied on condition of it, without reading its head first.
+    pub etag: Option<String>,
     /// The version the event was about; informational, since the current object is copied.
     pub version_id: Option<String>,
     /// S3's ordering token for events on one key.
@@ -314,6 +317,9 @@ struct NamedBucket {
 struct S3RecordObject {
     key: String,
     size: Option<i64>,
+    /// Read leniently: an ETag that is not a string is ignored, not a reason to refuse the record.
+    #[serde(rename = "eTag")]
+    e_tag: Option<Value>,
     version_id: Option<String>,
     sequencer: Option<String>,
 }
@@ -342,6 +348,7 @@ fn decode_s3_record(record: &Value) -> Result<ObjectEvent, EventError> {
         key,
         alternate_keys: Vec::new(),
         size: record.s3.object.size,
+        etag: event_etag(record.s3.object.e_tag.as_ref()),
         version_id: record.s3.object.version_id,
         sequencer: record.s3.object.sequencer,
         event_time: record.event_time,
@@ -368,6 +375,7 @@ struct EventBridgeDetail {
 struct EventBridgeObject {
     key: String,
     size: Option<i64>,
+    etag: Option<Value>,
     #[serde(rename = "version-id")]
     version_id: Option<String>,
     sequencer: Option<String>,
@@ -396,11 +404,21 @@ fn decode_eventbridge(value: &Value) -> Result<ObjectEvent, EventError> {
         key,
         alternate_keys,
         size: event.detail.object.size,
+        etag: event_etag(event.detail.object.etag.as_ref()),
         version_id: event.detail.object.version_id,
         sequencer: event.detail.object.sequencer,
         event_time: event.time,
         region: event.region.filter(|r| !r.is_empty()),
     })
+}
+
+/// An event's ETag, when it is a non-empty string.
+fn event_etag(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .map(|etag| etag.trim_matches('"'))
+        .filter(|etag| !etag.is_empty())
+        .map(str::to_string)
 }
 
 /// Names what a JSON value holds without its contents: its top-level fields (at most ten), or

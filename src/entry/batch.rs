@@ -164,6 +164,7 @@ async fn run_task(
         key,
         alternate_keys: readings.collect(),
         size: None,
+        etag: None,
         version_id: task.s3_version_id,
         sequencer: None,
         event_time: None,

@@ -353,7 +353,7 @@ class State:
     # Objects whose next RestoreObject stays in progress until the harness completes it (moto
     # restores at once): (bucket, key) -> "held" before the request, "ongoing" after it.
     held_restores: dict = field(default_factory=dict)
-    # Requests seen, by S3 operation (for tests that count what the function sent).
+    # Requests seen, by bucket and S3 operation (for tests that count what the function sent).
     operations: dict = field(default_factory=dict)
 
     def take_trigger(self, method: str, raw_path: str, query: str):
@@ -423,7 +423,7 @@ class AuthorizingApp:
         if trigger is not None:
             put = trigger["put"]
             self.control.put_object(put["account"], put["bucket"], put["key"], put["body"])
-        self._count(request, environ.get("QUERY_STRING", ""))
+        self._count(request, raw_path, environ.get("QUERY_STRING", ""))
         fault = self.state.take_fault(request.method, raw_path, environ.get("QUERY_STRING", ""))
         if fault is not None:
             refused = Refused(fault["status"], fault["code"], "injected by the emulator's harness")
@@ -451,17 +451,20 @@ class AuthorizingApp:
 
         return self.app(environ, recording_start_response)
 
-    def _count(self, request: Request, query_string: str):
-        """Counts the request by S3 operation (only those tests ask about)."""
+    def _count(self, request: Request, raw_path: str, query_string: str):
+        """Counts the request by bucket and S3 operation (only those tests ask about)."""
+        bucket = raw_path.split("?", 1)[0][1:].partition("/")[0]
         query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
         if request.method == "PUT" and "partNumber" in query and "x-amz-copy-source" in request.headers:
             operation = "UploadPartCopy"
         elif request.method == "PUT" and "x-amz-copy-source" in request.headers:
             operation = "CopyObject"
         else:
-            operation = f"{request.method} {'?' + '&'.join(sorted(query)) if query else ''}".strip()
+            names = sorted(name for name in query if name != "x-id")
+            operation = f"{request.method} {'?' + '&'.join(names) if names else ''}".strip()
         with self.state.lock:
-            self.state.operations[operation] = self.state.operations.get(operation, 0) + 1
+            counts = self.state.operations.setdefault(bucket, {})
+            counts[operation] = counts.get(operation, 0) + 1
 
     def _archive_rules(self, request: Request, raw_path: str, query_string: str):
         """What S3 does with archived objects where moto does not: UploadPartCopy from S3 Glacier
@@ -1021,7 +1024,7 @@ class Harness:
             elif route == "stats":
                 with self.state.lock:
                     result = {"denials": self.state.denials,
-                              "operations": dict(self.state.operations)}
+                              "operations": json.loads(json.dumps(self.state.operations))}
             elif route == "archive-tier":
                 # Moves an object into an Intelligent-Tiering archive tier.
                 with self.state.lock:

@@ -510,18 +510,67 @@ impl World {
         keys
     }
 
-    /// The destination object's bytes, read by account B's admin.
-    /// Hands `replicator` the `events/s3-put.json` notification for `key` in the source bucket.
+    /// Hands `replicator` the `events/s3-put.json` notification for `key` in the source bucket,
+    /// with the object's ETag and size as S3 would send them (when it exists).
     pub async fn put_event(
         &self,
         replicator: &s3_replicator::Replicator,
         key: &str,
     ) -> Result<Value, s3_replicator::HandlerError> {
-        s3_replicator::handle_payload(
-            &s3_event("s3-put.json", &self.source_bucket, key),
-            replicator,
-        )
-        .await
+        let event = self.s3_event_now("s3-put.json", key).await;
+        s3_replicator::handle_payload(&event, replicator).await
+    }
+
+    /// The notification fixture `fixture_name` for `key`, carrying the source object's current
+    /// ETag (unquoted) and size, as S3 writes them into a notification; the fixture's own when the
+    /// object does not exist.
+    pub async fn s3_event_now(&self, fixture_name: &str, key: &str) -> Value {
+        let mut event = s3_event(fixture_name, &self.source_bucket, key);
+        let head = self
+            .admin_a
+            .head_object()
+            .bucket(&self.source_bucket)
+            .key(key)
+            .send()
+            .await;
+        if let Ok(head) = head {
+            let object = &mut event["Records"][0]["s3"]["object"];
+            object["eTag"] = json!(head.e_tag().unwrap_or_default().trim_matches('"'));
+            object["size"] = json!(head.content_length().unwrap_or_default());
+        }
+        event
+    }
+
+    /// The S3 requests the emulator has served so far on this world's two buckets, by
+    /// operation (`CopyObject`, `UploadPartCopy`, `HEAD`, `GET ?list-type`, ...), whoever sent
+    /// them.
+    pub fn operations(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats = self.emulator.harness("stats", json!({}));
+        let mut total = std::collections::BTreeMap::new();
+        for bucket in [&self.source_bucket, &self.destination_bucket] {
+            if let Some(counts) = stats["operations"][bucket.as_str()].as_object() {
+                for (operation, count) in counts {
+                    *total.entry(operation.clone()).or_insert(0) += count.as_u64().unwrap();
+                }
+            }
+        }
+        total
+    }
+
+    /// The requests made on this world's buckets while `action` ran, by operation (none left
+    /// out: the test runs nothing else on these buckets meanwhile).
+    pub async fn operations_during<F: std::future::Future>(
+        &self,
+        action: F,
+    ) -> (F::Output, std::collections::BTreeMap<String, u64>) {
+        let before = self.operations();
+        let output = action.await;
+        let mut during = self.operations();
+        for (operation, count) in before {
+            *during.entry(operation).or_insert(0) -= count;
+        }
+        during.retain(|_, count| *count > 0);
+        (output, during)
     }
 
     /// The head of `key` in B, read by B's admin.
@@ -550,6 +599,7 @@ impl World {
             .len()
     }
 
+    /// The destination object's bytes, read by account B's admin.
     pub async fn destination_body(&self, key: &str) -> Vec<u8> {
         let object = self
             .admin_b
