@@ -36,6 +36,11 @@ const FAULTY_CLIENT: &[(&str, &str)] = &[
     ("S3_RETRY_MODE", "standard"),
 ];
 
+/// The bytes of object `i`.
+fn body(i: usize) -> Vec<u8> {
+    format!("object {i} {}", "x".repeat(i % 97)).into_bytes()
+}
+
 async fn put_objects(world: &World) {
     futures::stream::iter(0..OBJECTS)
         .map(|i| async move {
@@ -46,11 +51,7 @@ async fn put_objects(world: &World) {
                 .key(format!("faults/{i:04} object.txt"))
                 .metadata("index", i.to_string())
                 .content_type("text/plain")
-                .body(
-                    format!("object {i} {}", "x".repeat(i % 97))
-                        .into_bytes()
-                        .into(),
-                )
+                .body(body(i).into())
                 .send()
                 .await
                 .unwrap();
@@ -114,13 +115,16 @@ async fn event_mode_loses_nothing_under_faults() {
         .replicator_via(&proxy.endpoint, "us-east-1", FAULTY_CLIENT)
         .await;
 
+    // Each notification carries its object's ETag and size, as S3's do.
+    let source = etags(&world.admin_a, &world.source_bucket, "").await;
     let mut pending: Vec<(String, Value)> = (0..OBJECTS)
         .map(|i| {
             let key = format!("faults/{i:04} object.txt");
-            (
-                format!("message-{i}"),
-                s3_event("s3-put.json", &world.source_bucket, &key),
-            )
+            let mut event = s3_event("s3-put.json", &world.source_bucket, &key);
+            let object = &mut event["Records"][0]["s3"]["object"];
+            object["eTag"] = json!(source[&key].trim_matches('"'));
+            object["size"] = json!(body(i).len());
+            (format!("message-{i}"), event)
         })
         .collect();
     let key_of = |id: &str| {
