@@ -89,7 +89,7 @@ pub async fn run_backfill(
     };
 
     let merge = Merge::open(replicator, &prefix, request.start_after.as_deref(), shallow);
-    let end = copy_listed(
+    let end = schedule_copies(
         merge,
         &request,
         replicator,
@@ -104,7 +104,7 @@ pub async fn run_backfill(
 /// Starts a copy for each decision of the merge, as many at once as the pacing allows, until
 /// the listing is exhausted or fails, or `stop_at` comes (each hop starts at least one copy);
 /// then lets the copies in flight finish.
-async fn copy_listed(
+async fn schedule_copies(
     mut merge: Merge,
     request: &BackfillRequest,
     replicator: &Replicator,
@@ -174,6 +174,7 @@ fn log_progress(report: &BackfillReport, prefix: &str, exhausted: bool) {
         unchanged = report.unchanged,
         skipped = report.skipped,
         failed = report.failed,
+        archived = report.archived,
         bytes = report.bytes,
         planned = report.planned,
         slow_downs = report.slow_downs,
