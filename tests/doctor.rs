@@ -107,7 +107,11 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
     assert!(!report.healthy);
     assert_eq!(
         failing(&report),
-        vec!["write destination", "list destination"]
+        vec![
+            "write destination",
+            "list destination",
+            "read destination encryption"
+        ]
     );
     let write = report
         .checks
@@ -138,10 +142,16 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
 #[tokio::test]
 async fn each_identity_statement_removed_fails_the_checks_that_need_it() {
     let cases: [(&str, &[&str]); 5] = [
-        ("ListSourceBucket", &["list source"]),
+        (
+            "ListSourceBucket",
+            &["list source", "read source encryption"],
+        ),
         ("ReadSourceObjects", &["read source object"]),
         ("WriteReplicas", &["write destination"]),
-        ("ListDestinationBucket", &["list destination"]),
+        (
+            "ListDestinationBucket",
+            &["list destination", "read destination encryption"],
+        ),
         ("InvokeSelfForBackfill", &["invoke self"]),
     ];
     for (sid, expected) in cases {

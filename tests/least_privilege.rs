@@ -92,6 +92,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "ListSourceBucket/s3:GetEncryptionConfiguration",
+        &["doctor"],
+    ),
+    (
         "WriteReplicas/s3:PutObject",
         &[
             "event copy",
@@ -129,6 +133,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "ListDestinationBucket/s3:ListBucket",
         &["backfill", "backfill continues", "doctor"],
+    ),
+    (
+        "ListDestinationBucket/s3:GetEncryptionConfiguration",
+        &["doctor"],
     ),
     (
         "InvokeSelfForBackfill/lambda:InvokeFunction",
@@ -170,6 +178,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "bucket/s3:ListBucket",
         &["backfill", "backfill continues", "doctor"],
     ),
+    ("bucket/s3:GetEncryptionConfiguration", &["doctor"]),
 ];
 
 fn options(drop: Option<&str>) -> WorldOptions {
@@ -240,6 +249,23 @@ async fn put(world: &World, key: &str, body: Vec<u8>) {
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
+/// As [`put`], in parts of 5 MiB, so that the copy is made in parts.
+async fn put_in_parts(world: &World, key: &str, body: Vec<u8>) {
+    support::put_in_parts(
+        &world.admin_a,
+        &world.source_bucket,
+        key,
+        &body,
+        5 * MIB,
+        |create| {
+            create
+                .metadata("origin", "least-privilege")
+                .tagging("team=data")
+        },
+    )
+    .await;
+}
+
 async fn replica_tags(world: &World, key: &str) -> Result<(), String> {
     let tags = world
         .admin_b
@@ -285,7 +311,7 @@ async fn deleted_source(world: &World, replicator: &Replicator) -> Result<(), St
 }
 
 async fn multipart_copy(world: &World, replicator: &Replicator) -> Result<(), String> {
-    put(world, "large.bin", vec![b'l'; 12 * MIB]).await;
+    put_in_parts(world, "large.bin", vec![b'l'; 12 * MIB]).await;
     let summary = event(world, replicator, "s3-put.json", "large.bin").await?;
     if summary["copied"] != 1 {
         return Err(format!("not copied: {summary}"));
@@ -296,7 +322,7 @@ async fn multipart_copy(world: &World, replicator: &Replicator) -> Result<(), St
 /// A multipart copy whose first part fails (an error injected by the emulator): the upload must
 /// be aborted, leaving nothing in B.
 async fn multipart_cleanup(world: &World, replicator: &Replicator) -> Result<(), String> {
-    put(world, "interrupted.bin", vec![b'i'; 12 * MIB]).await;
+    put_in_parts(world, "interrupted.bin", vec![b'i'; 12 * MIB]).await;
     world.emulator.harness(
         "fault",
         json!({

@@ -4,11 +4,9 @@
 mod support;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3_replicator::handle_payload;
 use serde_json::json;
-use support::{World, WorldOptions};
+use support::{World, WorldOptions, put_in_parts};
 
 const MIB: usize = 1024 * 1024;
 const SMALL_PARTS: &[(&str, &str)] = &[("MULTIPART_THRESHOLD", "5MiB"), ("PART_CONCURRENCY", "4")];
@@ -19,52 +17,16 @@ fn pattern(size: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Uploads `body` to the source in parts of `part_size`, as a multipart upload would.
+/// Uploads `body` to the source in parts of `part_size`, with the headers and tags of a data
+/// pipeline's export.
 async fn put_multipart(client: &Client, bucket: &str, key: &str, body: &[u8], part_size: usize) {
-    let upload = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/x-parquet")
-        .metadata("pipeline", "nightly")
-        .tagging("tier=gold")
-        .send()
-        .await
-        .unwrap();
-    let upload_id = upload.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (index, chunk) in body.chunks(part_size).enumerate() {
-        let number = index as i32 + 1;
-        let part = client
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(part.e_tag().unwrap())
-                .build(),
-        );
-    }
-    client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_in_parts(client, bucket, key, body, part_size, |create| {
+        create
+            .content_type("application/x-parquet")
+            .metadata("pipeline", "nightly")
+            .tagging("tier=gold")
+    })
+    .await;
 }
 
 async fn etag(client: &Client, bucket: &str, key: &str) -> String {
@@ -84,20 +46,22 @@ async fn etag(client: &Client, bucket: &str, key: &str) -> String {
 async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
     let world = World::new("mpmeta", WorldOptions::default()).await;
     let body = pattern(20 * MIB + 123, 7);
-    world
-        .admin_a
-        .put_object()
-        .bucket(&world.source_bucket)
-        .key("big/export 1.bin")
-        .body(ByteStream::from(body.clone()))
-        .content_type("application/octet-stream")
-        .cache_control("no-cache")
-        .content_disposition("attachment; filename=export.bin")
-        .metadata("origin", "warehouse")
-        .tagging("team=data&retention=90d")
-        .send()
-        .await
-        .unwrap();
+    put_in_parts(
+        &world.admin_a,
+        &world.source_bucket,
+        "big/export 1.bin",
+        &body,
+        5 * MIB,
+        |create| {
+            create
+                .content_type("application/octet-stream")
+                .cache_control("no-cache")
+                .content_disposition("attachment; filename=export.bin")
+                .metadata("origin", "warehouse")
+                .tagging("team=data&retention=90d")
+        },
+    )
+    .await;
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
     let summary = world
         .put_event(&replicator, "big/export 1.bin")
@@ -142,7 +106,7 @@ async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
 
     // A backfill takes the same path for objects over the threshold.
     world
-        .put_source("big/second.bin", &pattern(6 * MIB, 3))
+        .put_source_in_parts("big/second.bin", &pattern(11 * MIB, 3), 5 * MIB)
         .await;
     let report = handle_payload(&json!({"backfill": {"prefix": "big/second"}}), &replicator)
         .await
@@ -150,8 +114,41 @@ async fn copies_a_large_object_in_parts_with_its_headers_metadata_and_tags() {
     assert_eq!(report["copied"], 1, "{report}");
     assert_eq!(
         world.destination_body("big/second.bin").await,
-        pattern(6 * MIB, 3)
+        pattern(11 * MIB, 3)
     );
+    let source = etag(&world.admin_a, &world.source_bucket, "big/second.bin").await;
+    let replica = etag(&world.admin_b, &world.destination_bucket, "big/second.bin").await;
+    assert_eq!(replica, source);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_part_object_over_the_threshold_is_copied_whole_once() {
+    let world = World::new("mpwhole", WorldOptions::default()).await;
+    let body = pattern(9 * MIB, 4);
+    world.put_source("whole.bin", &body).await;
+    let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
+    let (summary, first) = world
+        .operations_during(world.put_event(&replicator, "whole.bin"))
+        .await;
+    assert_eq!(summary.unwrap()["copied"], 1);
+    // One CopyObject keeps the MD5 ETag: no part is copied.
+    assert_eq!(first.get("UploadPartCopy"), None, "{first:?}");
+    assert_eq!(first.get("CopyObject"), Some(&1), "{first:?}");
+    let source = etag(&world.admin_a, &world.source_bucket, "whole.bin").await;
+    let replica = etag(&world.admin_b, &world.destination_bucket, "whole.bin").await;
+    assert_eq!(replica, source);
+    assert_eq!(world.destination_body("whole.bin").await, body);
+
+    // The same event again finds the replica current: nothing is copied.
+    let (again, second) = world
+        .operations_during(world.put_event(&replicator, "whole.bin"))
+        .await;
+    let again = again.unwrap();
+    assert_eq!(
+        (again["skipped"].clone(), again["copied"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(second.get("CopyObject"), None, "{second:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +227,9 @@ async fn a_source_overwritten_mid_copy_is_copied_again_whole_and_nothing_is_left
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_does_not_match_its_source_is_a_failure() {
     let world = World::new("mpverify", WorldOptions::default()).await;
-    world.put_source("checked.bin", &pattern(8 * MIB, 9)).await;
+    world
+        .put_source_in_parts("checked.bin", &pattern(8 * MIB, 9), 5 * MIB)
+        .await;
     // Just before the replica is verified, something else writes the destination key.
     world.emulator.harness(
         "trigger",
@@ -249,14 +248,16 @@ async fn a_replica_that_does_not_match_its_source_is_a_failure() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("failed verification"), "{error}");
-    assert!(error.contains("replica has 5 bytes"), "{error}");
+    assert!(error.contains("sizes differ: replica 5 bytes"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn both_copy_paths_apply_the_configured_storage_class_and_kms_key() {
     let world = World::new("mpclass", WorldOptions::default()).await;
     world.put_source("small.txt", b"one request").await;
-    world.put_source("large.bin", &pattern(6 * MIB, 5)).await;
+    world
+        .put_source_in_parts("large.bin", &pattern(6 * MIB, 5), 5 * MIB)
+        .await;
     let kms_key = "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let mut env = SMALL_PARTS.to_vec();
     env.extend([

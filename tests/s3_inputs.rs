@@ -116,11 +116,13 @@ async fn archive_tiers_and_parts_are_archived_too_and_leave_no_upload() {
         "archive-tier",
         json!({"bucket": src, "key": "tiered.bin", "tier": "DEEP_ARCHIVE_ACCESS"}),
     );
-    put_in_class(
-        &world,
+    support::put_in_parts(
+        &world.admin_a,
+        &src,
         "big-cold.bin",
-        vec![7u8; 6 * 1024 * 1024],
-        StorageClass::DeepArchive,
+        &[7u8; 11 * 1024 * 1024],
+        5 * 1024 * 1024,
+        |create| create.storage_class(StorageClass::DeepArchive),
     )
     .await;
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
@@ -265,7 +267,7 @@ async fn batch_operations_take_every_bucket_arn_form_and_key_encoding() {
 async fn an_upload_aborted_under_the_copy_is_a_failure_not_a_missing_source() {
     let world = World::new("nosuchupload", WorldOptions::default()).await;
     world
-        .put_source("parts/big.bin", &[1u8; 6 * 1024 * 1024])
+        .put_source_in_parts("parts/big.bin", &[1u8; 11 * 1024 * 1024], 5 * 1024 * 1024)
         .await;
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
     world.emulator.harness(
@@ -322,7 +324,7 @@ async fn a_missing_bucket_is_a_clear_failure_on_either_side() {
 async fn a_multipart_copy_stops_scheduling_parts_at_the_first_final_failure() {
     let world = World::new("failfast", WorldOptions::default()).await;
     world
-        .put_source("ff/big.bin", &[3u8; 30 * 1024 * 1024])
+        .put_source_in_parts("ff/big.bin", &[3u8; 30 * 1024 * 1024], 5 * 1024 * 1024)
         .await;
     let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
     world.emulator.harness(

@@ -8,6 +8,7 @@ use aws_sdk_s3::types::{EncodingType, Object};
 use tokio::sync::mpsc;
 
 use crate::copy::Replicator;
+use crate::copy::identity::{AgeAsEvidence, Facts, is_kms, judge};
 use crate::error::{ReplicationError, S3Failure, Side, Target, classify};
 use crate::keys::decode_listed_key;
 
@@ -136,11 +137,75 @@ impl Cursor {
     }
 }
 
+/// Whether each bucket encrypts new objects with a KMS key by default (their ETags then are no
+/// MD5s); `None` where that could not be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct KmsDefaults {
+    pub(super) source: Option<bool>,
+    pub(super) destination: Option<bool>,
+}
+
+/// Reads both buckets' default encryption (`GetBucketEncryption`, one request per bucket and
+/// hop). A bucket whose setting cannot be read is taken as not KMS: its ETags are then compared,
+/// which may copy a KMS object again but never leaves a changed one behind; a warning names the
+/// missing grant.
+pub(super) async fn kms_defaults(replicator: &Replicator) -> KmsDefaults {
+    let config = replicator.config();
+    let clients = replicator.clients();
+    let destination = match config.destination_kms_key_id {
+        Some(_) => Some(true),
+        None => {
+            default_kms(
+                clients.destination(),
+                &config.destination_bucket,
+                config.destination_account_id.as_deref(),
+            )
+            .await
+        }
+    };
+    KmsDefaults {
+        source: default_kms(clients.source(), &config.source_bucket, None).await,
+        destination,
+    }
+}
+
+async fn default_kms(client: &Client, bucket: &str, owner: Option<&str>) -> Option<bool> {
+    let answer = client
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .set_expected_bucket_owner(owner.map(str::to_string))
+        .send()
+        .await;
+    match answer {
+        Ok(output) => Some(
+            output
+                .server_side_encryption_configuration()
+                .map(|c| c.rules())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|rule| rule.apply_server_side_encryption_by_default())
+                .any(|default| is_kms(Some(default.sse_algorithm()))),
+        ),
+        Err(err) => {
+            let failure = classify(err);
+            if failure.code == "ServerSideEncryptionConfigurationNotFoundError" {
+                return Some(false);
+            }
+            tracing::warn!(
+                bucket,
+                error = %failure,
+                "cannot read the bucket's default encryption (s3:GetEncryptionConfiguration); its ETags are compared as MD5s, so KMS-encrypted objects may be copied again"
+            );
+            None
+        }
+    }
+}
+
 /// Merges the source and destination listings into one decision per source object.
 pub(super) struct Merge {
     source: Cursor,
     destination: Cursor,
-    compare_etags: bool,
+    kms: KmsDefaults,
 }
 
 impl Merge {
@@ -148,6 +213,7 @@ impl Merge {
     /// `DESTINATION_PREFIX`), only the keys directly under `prefix` when `shallow`.
     pub(super) fn open(
         replicator: &Replicator,
+        kms: KmsDefaults,
         prefix: &str,
         start_after: Option<&str>,
         shallow: bool,
@@ -181,7 +247,7 @@ impl Merge {
                 buffer: VecDeque::new(),
                 side: Side::Destination,
             },
-            compare_etags: config.destination_kms_key_id.is_none(),
+            kms,
         }
     }
 
@@ -206,7 +272,7 @@ impl Merge {
                         .next()
                         .await?
                         .unwrap_or_else(|| object.clone());
-                    let decision = if is_current(&object, &replica, self.compare_etags) {
+                    let decision = if is_current(&object, &replica, self.kms) {
                         Decision::Unchanged
                     } else {
                         Decision::Copy(object.clone())
@@ -218,24 +284,23 @@ impl Merge {
     }
 }
 
-/// Whether `replica` is a copy of the current `object`: same size and, where ETags are
-/// comparable, the same ETag. ETags are not comparable when either is a multipart ETag or the
-/// replicas are SSE-KMS encrypted; then a replica older than its source is stale.
-fn is_current(object: &Listed, replica: &Listed, compare_etags: bool) -> bool {
-    if object.size != replica.size {
-        return false;
-    }
-    if object.etag == replica.etag {
-        return true;
-    }
-    let plain = |etag: &Option<String>| etag.as_deref().is_some_and(|e| !e.contains('-'));
-    if compare_etags && plain(&object.etag) && plain(&replica.etag) {
-        return false;
-    }
-    match (object.last_modified, replica.last_modified) {
-        (Some(source), Some(copy)) => copy >= source,
-        _ => false,
-    }
+/// Whether `replica` is current for `object`, by the identity rule from listings: sizes, write
+/// times and, where comparable, ETags; a replica's age stands in for content that nothing
+/// compares (see [`crate::copy::identity`]).
+fn is_current(object: &Listed, replica: &Listed, kms: KmsDefaults) -> bool {
+    let facts = |listed: &Listed, kms: Option<bool>| Facts {
+        size: listed.size,
+        etag: listed.etag.clone(),
+        kms,
+        modified: listed.last_modified,
+        ..Facts::default()
+    };
+    judge(
+        &facts(object, kms.source),
+        &facts(replica, kms.destination),
+        AgeAsEvidence::Accepted,
+    )
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -251,26 +316,57 @@ mod tests {
         }
     }
 
+    const PLAIN: KmsDefaults = KmsDefaults {
+        source: Some(false),
+        destination: Some(false),
+    };
+
     #[test]
-    fn equal_size_and_etag_is_current() {
+    fn equal_size_and_etag_written_after_the_source_is_current() {
         let a = object("k", 5, "\"abc\"", 10);
-        assert!(is_current(&a, &object("k", 5, "\"abc\"", 5), true));
+        assert!(is_current(&a, &object("k", 5, "\"abc\"", 10), PLAIN));
+        // The same ETag, but the source was written again since (new metadata, same bytes).
+        assert!(!is_current(&a, &object("k", 5, "\"abc\"", 5), PLAIN));
     }
 
     #[test]
     fn different_size_or_plain_etag_is_stale() {
         let a = object("k", 5, "\"abc\"", 10);
-        assert!(!is_current(&a, &object("k", 6, "\"abc\"", 20), true));
-        assert!(!is_current(&a, &object("k", 5, "\"abd\"", 20), true));
+        assert!(!is_current(&a, &object("k", 6, "\"abc\"", 20), PLAIN));
+        // A same-size rollback: the replica is newer, its MD5 differs.
+        assert!(!is_current(&a, &object("k", 5, "\"abd\"", 20), PLAIN));
     }
 
     #[test]
-    fn incomparable_etags_fall_back_to_modification_time() {
+    fn incomparable_etags_fall_back_to_the_replica_age() {
         let multipart = object("k", 5, "\"abc-2\"", 10);
-        assert!(is_current(&multipart, &object("k", 5, "\"def\"", 11), true));
-        assert!(!is_current(&multipart, &object("k", 5, "\"def\"", 9), true));
-        // With SSE-KMS replicas, plain ETags are not MD5s either.
+        assert!(is_current(
+            &multipart,
+            &object("k", 5, "\"def\"", 11),
+            PLAIN
+        ));
+        assert!(!is_current(
+            &multipart,
+            &object("k", 5, "\"def\"", 9),
+            PLAIN
+        ));
+        // A bucket encrypting with KMS by default: plain-looking ETags are no MD5s either.
         let plain = object("k", 5, "\"abc\"", 10);
-        assert!(is_current(&plain, &object("k", 5, "\"kms\"", 12), false));
+        let kms_b = KmsDefaults {
+            destination: Some(true),
+            ..PLAIN
+        };
+        assert!(is_current(&plain, &object("k", 5, "\"kms\"", 12), kms_b));
+        let kms_a = KmsDefaults {
+            source: Some(true),
+            ..PLAIN
+        };
+        assert!(is_current(&plain, &object("k", 5, "\"md5\"", 12), kms_a));
+        // Unknown defaults are taken as not KMS: the ETags are compared.
+        assert!(!is_current(
+            &plain,
+            &object("k", 5, "\"kms\"", 12),
+            KmsDefaults::default()
+        ));
     }
 }

@@ -29,7 +29,7 @@ use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{ReplicationError, S3Failure, Side};
 use crate::invoke::SelfInvoker;
 use fan_out::fan_out;
-use listing::{Decision, Merge, listing_error};
+use listing::{Decision, Merge, kms_defaults, listing_error};
 use pacing::{Concurrency, stop_time};
 pub use request::{BackfillError, BackfillReport, BackfillRequest};
 
@@ -88,7 +88,14 @@ pub async fn run_backfill(
         ..request.clone()
     };
 
-    let merge = Merge::open(replicator, &prefix, request.start_after.as_deref(), shallow);
+    let kms = kms_defaults(replicator).await;
+    let merge = Merge::open(
+        replicator,
+        kms,
+        &prefix,
+        request.start_after.as_deref(),
+        shallow,
+    );
     let end = schedule_copies(
         merge,
         &request,

@@ -9,6 +9,7 @@
 //! the clients; the modes (event, backfill, doctor) call it.
 
 mod delete;
+pub mod identity;
 pub mod multipart;
 mod outcome;
 pub mod parts;
@@ -21,10 +22,13 @@ use crate::config::Config;
 use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{FailureClass, ReplicationError, Side};
 use crate::keys::destination_key;
-use multipart::{PartsCopied, SourceObject, copy_in_parts};
+use crate::limits::MAX_PART_SIZE;
+use identity::{AgeAsEvidence, Evidence, Facts, judge};
+use multipart::{SourceObject, copy_in_parts};
 use outcome::failure_on;
 pub use outcome::{CopyError, FailedObject, Outcome, SkipReason};
 use source::{CurrentSource, SourceEndpoint, head_source};
+use verify::{Verified, head_replica};
 
 /// How many times a copy is attempted when the source changes between reading its ETag and
 /// copying it; each attempt copies the then-current object.
@@ -36,6 +40,14 @@ const COPY_ATTEMPTS: usize = 3;
 pub struct Replicator {
     clients: S3Clients,
     config: Config,
+}
+
+/// What a copy attempt did.
+enum Done {
+    /// Wrote the replica, and verified it so.
+    Copied(Verified),
+    /// Found the replica current already, by this evidence.
+    AlreadyCurrent(Evidence),
 }
 
 /// What to do after one copy attempt failed.
@@ -102,10 +114,10 @@ impl Replicator {
             return Outcome::Skipped(SkipReason::OutsideSourcePrefix(prefix.clone()));
         }
         match event.kind {
-            ObjectEventKind::Removed => self.delete_replica(event).await,
+            ObjectEventKind::Removed => self.converge_removed(event).await,
             _ => {
                 let known = event.etag.as_deref().zip(event.size);
-                self.copy_current(event, known).await
+                self.copy_current(event, Known::Listed(known)).await
             }
         }
     }
@@ -116,16 +128,23 @@ impl Replicator {
     /// of that ETag with no other request; else its head is read first. If the source changed,
     /// or the copy found no object under that key reading, the head is read and the copy made
     /// again from what is current (a gone source is skipped). The replica is verified.
-    async fn copy_current(&self, event: &ObjectEvent, known: Option<(&str, i64)>) -> Outcome {
+    async fn copy_current(&self, event: &ObjectEvent, known: Known<'_>) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
+        let (mut listed, mut read) = match known {
+            Known::Listed(listed) => (listed, None),
+            Known::Read(current) => (None, Some(*current)),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let known = known.filter(|_| attempt == 1);
-            let current = match self.read_current(event, &source, known).await {
+            let found = match read.take() {
+                Some(current) => Ok(Some(current)),
+                None => self.read_current(event, &source, listed.take()).await,
+            };
+            let current = match found {
                 Ok(Some(current)) => current,
                 Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
                 Err(error) => return Outcome::Failed(error),
@@ -139,13 +158,16 @@ impl Replicator {
                 };
             let copied = self.copy_object(&source, &current, &destination_key).await;
             let error = match copied {
-                Ok(false) => {
+                Ok(Done::Copied(verified)) => {
                     return Outcome::Copied {
                         destination_key,
                         bytes: current.bytes,
+                        verified: verified.name(),
                     };
                 }
-                Ok(true) => return Outcome::Skipped(SkipReason::IdenticalReplica),
+                Ok(Done::AlreadyCurrent(evidence)) => {
+                    return Outcome::Skipped(SkipReason::IdenticalReplica(evidence.name()));
+                }
                 Err(error) => error,
             };
             match self.after_failure(error, attempt, &source, &current.key, &destination_key) {
@@ -177,25 +199,39 @@ impl Replicator {
             }));
         }
         let found = head_source(&self.config, event, source).await?;
-        Ok(found.map(|(key, head)| CurrentSource {
-            key,
-            etag: head.e_tag().map(str::to_string),
-            bytes: head.content_length().unwrap_or_default(),
-            head: Some(head),
-        }))
+        Ok(found.map(CurrentSource::from_head))
     }
 
-    /// Copies `current` in parts when its head was read and it reaches `MULTIPART_THRESHOLD`,
-    /// else in one `CopyObject`. `Ok(true)` when B already held an identical replica.
+    /// Copies `current`: in parts when it was written in parts and reaches
+    /// `MULTIPART_THRESHOLD`, or exceeds what one `CopyObject` can copy (5 GiB); else in one
+    /// `CopyObject`, which keeps a single-part object's MD5 ETag. An object of
+    /// `MULTIPART_THRESHOLD` or more is first compared with its replica, so that a repeated
+    /// event does not copy gigabytes again.
     async fn copy_object(
         &self,
         source: &SourceEndpoint<'_>,
         current: &CurrentSource,
         destination_key: &str,
-    ) -> Result<bool, CopyError> {
+    ) -> Result<Done, CopyError> {
         let destination = self.clients.destination();
+        let bytes = current.bytes.max(0) as u64;
         match &current.head {
-            Some(head) if current.bytes.max(0) as u64 >= self.config.multipart_threshold => {
+            Some(head) if bytes >= self.config.multipart_threshold => {
+                if let Some(evidence) = self.replica_current(head, destination_key).await {
+                    return Ok(Done::AlreadyCurrent(evidence));
+                }
+                let in_parts = head.e_tag().is_some_and(|etag| etag.contains('-'));
+                if !in_parts && bytes <= MAX_PART_SIZE {
+                    return single::copy_whole(
+                        destination,
+                        &self.config,
+                        source,
+                        current,
+                        destination_key,
+                    )
+                    .await
+                    .map(Done::Copied);
+                }
                 let object = SourceObject {
                     client: source.client,
                     bucket: &self.config.source_bucket,
@@ -204,11 +240,39 @@ impl Replicator {
                 };
                 copy_in_parts(destination, &self.config, &object, destination_key)
                     .await
-                    .map(|done| done == PartsCopied::AlreadyIdentical)
+                    .map(Done::Copied)
             }
             _ => single::copy_whole(destination, &self.config, source, current, destination_key)
                 .await
-                .map(|()| false),
+                .map(Done::Copied),
+        }
+    }
+
+    /// The evidence that B's replica is current for the source `head`, by the identity rule
+    /// from both heads (age is not evidence here); `None` when it is not, or has no replica.
+    async fn replica_current(
+        &self,
+        head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+        destination_key: &str,
+    ) -> Option<Evidence> {
+        let replica = head_replica(self.clients.destination(), &self.config, destination_key)
+            .await
+            .ok()?;
+        let verdict = judge(
+            &Facts::from_head(head),
+            &Facts::from_head(&replica),
+            AgeAsEvidence::Refused,
+        );
+        match verdict {
+            Ok(evidence) => Some(evidence),
+            Err(stale) => {
+                tracing::debug!(
+                    destination_key,
+                    reason = stale.name(),
+                    "replica is not current"
+                );
+                None
+            }
         }
     }
 
@@ -271,20 +335,27 @@ impl Replicator {
         }
     }
 
-    /// Deletes the replica of a removed object, but only while the source is really gone: a
-    /// late removal event must not delete the replica of an object written since.
-    async fn delete_replica(&self, event: &ObjectEvent) -> Outcome {
-        if !self.config.replicate_deletes {
-            return Outcome::Skipped(SkipReason::DeletesNotReplicated);
-        }
+    /// A removal event: B converges to A's current state of the key. When A still has a
+    /// current object under it (a rollback made an older version current, a delete marker was
+    /// removed, or the key was written again since), that object is copied unless the replica is
+    /// shown current; when A has none, the replica is deleted if deletes are replicated.
+    async fn converge_removed(&self, event: &ObjectEvent) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
         match head_source(&self.config, event, &source).await {
-            Ok(Some(_)) => return Outcome::Skipped(SkipReason::SourceExistsAgain),
+            Ok(Some(found)) => {
+                let current = CurrentSource::from_head(found);
+                return self
+                    .copy_current(event, Known::Read(Box::new(current)))
+                    .await;
+            }
             Ok(None) => {}
             Err(error) => return Outcome::Failed(error),
+        }
+        if !self.config.replicate_deletes {
+            return Outcome::Skipped(SkipReason::DeletesNotReplicated);
         }
         delete::delete_replica(
             self.clients.destination(),
@@ -294,4 +365,12 @@ impl Replicator {
         )
         .await
     }
+}
+
+/// What is known of the source object before a copy's first attempt.
+enum Known<'a> {
+    /// Its ETag and size, from the event or a listing (if they were given).
+    Listed(Option<(&'a str, i64)>),
+    /// Its head, just read.
+    Read(Box<CurrentSource>),
 }

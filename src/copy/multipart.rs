@@ -5,13 +5,17 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
 use futures::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::identity::{Checksum, Facts};
 use super::outcome::CopyError;
 use super::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
-use super::verify::{head_replica, verify};
+use super::single::copy_settings;
+use super::verify::{Verified, verify};
 use crate::config::Config;
 use crate::error::{Side, classify};
 use crate::keys::encode_copy_source;
@@ -22,15 +26,6 @@ const TAG_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// What a multipart copy did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PartsCopied {
-    /// The replica was written, in this many parts.
-    Copied(usize),
-    /// The destination already held a replica with the same size and ETag.
-    AlreadyIdentical,
-}
 
 /// The source object as read just before copying it.
 pub struct SourceObject<'a> {
@@ -44,32 +39,21 @@ pub struct SourceObject<'a> {
     pub head: &'a HeadObjectOutput,
 }
 
-/// Copies `source` to `destination_key` in parts.
+/// Copies `source` to `destination_key` in parts, and verifies the replica; returns what the
+/// verification compared.
 pub async fn copy_in_parts(
     destination: &Client,
     config: &Config,
     source: &SourceObject<'_>,
     destination_key: &str,
-) -> Result<PartsCopied, CopyError> {
+) -> Result<Verified, CopyError> {
     let head = source.head;
     let size = head.content_length().unwrap_or_default().max(0) as u64;
-    let etag = head.e_tag().unwrap_or_default();
 
-    // A repeated event for a large object: do not copy gigabytes again.
-    if let Ok(existing) = head_replica(destination, config, destination_key).await
-        && existing.content_length().unwrap_or(-1) as u64 == size
-        && existing.e_tag() == Some(etag)
-    {
-        return Ok(PartsCopied::AlreadyIdentical);
-    }
-
-    let (parts, same_layout) = match source_layout(source, config.part_concurrency).await? {
-        Some(parts) => (parts, true),
-        None => (
-            plan_even(size, config.multipart_threshold)
-                .map_err(|e| CopyError::Mismatch(e.to_string()))?,
-            false,
-        ),
+    let parts = match source_layout(source, config.part_concurrency).await? {
+        Some(parts) => parts,
+        None => plan_even(size, config.multipart_threshold)
+            .map_err(|e| CopyError::Mismatch(e.to_string()))?,
     };
     let tagging = source_tagging(source).await?;
 
@@ -102,11 +86,27 @@ pub async fn copy_in_parts(
         destination,
         config,
         destination_key,
-        size,
-        (same_layout && config.destination_kms_key_id.is_none()).then_some(etag),
+        &Facts::from_head(head),
     )
-    .await?;
-    Ok(PartsCopied::Copied(parts.len()))
+    .await
+}
+
+/// The checksum algorithm and type the upload is created with: the source's, so that the
+/// replica carries a checksum comparable with the source's (a full-object one whatever the
+/// layout; a composite one over the same parts).
+fn source_checksum(head: &HeadObjectOutput) -> Option<(ChecksumAlgorithm, ChecksumType)> {
+    let checksum = Facts::from_head(head).checksum?;
+    let Checksum {
+        algorithm,
+        full_object,
+        ..
+    } = checksum;
+    let kind = if full_object {
+        ChecksumType::FullObject
+    } else {
+        ChecksumType::Composite
+    };
+    Some((ChecksumAlgorithm::from(algorithm), kind))
 }
 
 /// Creates the upload with everything a `CopyObject` would carry over from the source's head,
@@ -134,8 +134,17 @@ async fn create_upload(
         .set_acl(config.destination_acl.clone())
         .set_storage_class(config.destination_storage_class.clone());
     #[allow(deprecated)]
-    if let Some(expires) = head.expires() {
-        create = create.expires(*expires);
+    match (head.expires(), head.expires_string()) {
+        (Some(expires), _) => create = create.expires(*expires),
+        (None, Some(invalid)) => tracing::warn!(
+            key = destination_key,
+            expires = invalid,
+            "the source's Expires header is not a valid date; S3 refuses it on writes, so the replica is written without it"
+        ),
+        (None, None) => {}
+    }
+    if let Some((algorithm, kind)) = source_checksum(head) {
+        create = create.checksum_algorithm(algorithm).checksum_type(kind);
     }
     if let Some(kms_key) = &config.destination_kms_key_id {
         create = create
@@ -264,6 +273,7 @@ async fn copy_parts(
     }
     let target = PartTarget {
         client: destination,
+        config,
         owner: config.destination_account_id.as_deref(),
         bucket: &config.destination_bucket,
         key: destination_key,
@@ -286,6 +296,7 @@ async fn copy_parts(
 /// Where the parts of one upload are copied to, and from.
 struct PartTarget<'a> {
     client: &'a Client,
+    config: &'a Config,
     owner: Option<&'a str>,
     bucket: &'a str,
     key: &'a str,
@@ -295,7 +306,7 @@ struct PartTarget<'a> {
 }
 
 async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart, CopyError> {
-    let copied = target
+    let request = target
         .client
         .upload_part_copy()
         .bucket(target.bucket)
@@ -305,18 +316,26 @@ async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart
         .part_number(part.number)
         .copy_source(target.copy_source)
         .copy_source_range(part.range())
-        .set_copy_source_if_match(target.etag.map(str::to_string))
+        .set_copy_source_if_match(target.etag.map(str::to_string));
+    let sent = request
+        .customize()
+        .config_override(copy_settings(target.config, part.size()))
         .send()
-        .await
-        .map_err(|e| CopyError::s3("UploadPartCopy", Side::Destination)(classify(e)))?;
+        .await;
+    let copied =
+        sent.map_err(|e| CopyError::s3("UploadPartCopy", Side::Destination)(classify(e)))?;
+    let result = copied.copy_part_result();
+    let field = |get: fn(&aws_sdk_s3::types::CopyPartResult) -> Option<&str>| {
+        result.and_then(get).map(str::to_string)
+    };
     Ok(CompletedPart::builder()
         .part_number(part.number)
-        .set_e_tag(
-            copied
-                .copy_part_result()
-                .and_then(|r| r.e_tag())
-                .map(str::to_string),
-        )
+        .set_e_tag(field(|r| r.e_tag()))
+        .set_checksum_crc64_nvme(field(|r| r.checksum_crc64_nvme()))
+        .set_checksum_crc32(field(|r| r.checksum_crc32()))
+        .set_checksum_crc32_c(field(|r| r.checksum_crc32_c()))
+        .set_checksum_sha1(field(|r| r.checksum_sha1()))
+        .set_checksum_sha256(field(|r| r.checksum_sha256()))
         .build())
 }
 

@@ -19,14 +19,11 @@ pub enum SkipReason {
     SourceGone,
     /// An ObjectRemoved event while `REPLICATE_DELETES` is off.
     DeletesNotReplicated,
-    /// An ObjectRemoved event for a key that exists again in the source: deleting the replica
-    /// would lose the newer object's copy.
-    SourceExistsAgain,
     /// An S3 event type that replication does not act on.
     EventTypeNotReplicated(String),
-    /// The destination already holds a replica with the source's size and ETag (a repeated
-    /// event for a large object).
-    IdenticalReplica,
+    /// The destination already holds a replica the identity rule shows current (a repeated
+    /// event for a large object), by this evidence.
+    IdenticalReplica(&'static str),
     /// A removal for a key none of whose readings names a replica in the destination.
     NoReplica,
 }
@@ -41,14 +38,14 @@ impl fmt::Display for SkipReason {
             SkipReason::DeletesNotReplicated => {
                 f.write_str("object removal not replicated (REPLICATE_DELETES is false)")
             }
-            SkipReason::SourceExistsAgain => {
-                f.write_str("source object exists again; replica kept")
-            }
             SkipReason::EventTypeNotReplicated(name) => {
                 write!(f, "event type {name:?} is not replicated")
             }
-            SkipReason::IdenticalReplica => {
-                f.write_str("the destination already holds an identical replica")
+            SkipReason::IdenticalReplica(evidence) => {
+                write!(
+                    f,
+                    "the destination already holds a current replica ({evidence})"
+                )
             }
             SkipReason::NoReplica => {
                 f.write_str("no reading of the key names a replica in the destination")
@@ -66,6 +63,8 @@ pub enum Outcome {
         destination_key: String,
         /// Size of the object copied.
         bytes: i64,
+        /// What showed the replica equal to its source: a checksum, the ETag, or its size.
+        verified: &'static str,
     },
     /// The replica at `destination_key` was deleted.
     Deleted {
@@ -102,11 +101,13 @@ impl Outcome {
             Outcome::Copied {
                 destination_key,
                 bytes,
+                verified,
             } => tracing::info!(
                 bucket,
                 key,
                 destination_key,
                 bytes,
+                verified,
                 event_name,
                 duration_ms,
                 outcome = "copied",

@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::ChecksumMode;
 
 use crate::config::Config;
 use crate::decode::ObjectEvent;
@@ -15,15 +15,7 @@ pub(super) struct SourceEndpoint<'a> {
     pub(super) region: &'a str,
 }
 
-/// Whether an object is encrypted with a KMS key (its ETag is then not an MD5 of its bytes).
-pub(super) fn is_kms(head: &HeadObjectOutput) -> bool {
-    matches!(
-        head.server_side_encryption(),
-        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
-    )
-}
-
-/// Reads the source object's head, trying the event's key readings in order until one names
+/// Reads the source object's head (with its checksum), trying the event's key readings in order until one names
 /// an object. `Ok(None)` means none does, and the bucket exists (a 404 on a missing bucket looks
 /// the same to a HEAD, so one listing confirms it).
 pub(super) async fn head_source(
@@ -49,6 +41,7 @@ pub(super) async fn head_source(
             .head_object()
             .bucket(&config.source_bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await;
         match response {
@@ -84,4 +77,16 @@ pub(super) struct CurrentSource {
     pub(super) bytes: i64,
     /// Its head, when it was read.
     pub(super) head: Option<HeadObjectOutput>,
+}
+
+impl CurrentSource {
+    /// The object a head (found under `key`) describes.
+    pub(super) fn from_head((key, head): (String, HeadObjectOutput)) -> Self {
+        CurrentSource {
+            key,
+            etag: head.e_tag().map(str::to_string),
+            bytes: head.content_length().unwrap_or_default(),
+            head: Some(head),
+        }
+    }
 }

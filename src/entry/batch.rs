@@ -177,6 +177,7 @@ async fn run_task(
         Outcome::Copied {
             destination_key,
             bytes,
+            ..
         } => (
             "Succeeded",
             format!(

@@ -39,7 +39,8 @@ impl DestinationGrant {
     }
 
     /// The bucket policy document, ready to attach to the destination bucket: writes under the
-    /// prefix, and listing under it for backfills to find what is missing.
+    /// prefix, listing under it for backfills to find what is missing, and reading the bucket's
+    /// default encryption (whether its ETags are MD5s).
     pub fn bucket_policy(&self) -> Value {
         let partition = self.role_arn.split(':').nth(1).unwrap_or("aws");
         let mut listing = json!({
@@ -64,6 +65,13 @@ impl DestinationGrant {
                     "Resource": format!("arn:{partition}:s3:::{}/{}*", self.bucket, self.prefix),
                 },
                 listing,
+                {
+                    "Sid": "AllowS3ReplicatorEncryptionRead",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": self.role_arn},
+                    "Action": "s3:GetEncryptionConfiguration",
+                    "Resource": format!("arn:{partition}:s3:::{}", self.bucket),
+                },
             ]
         })
     }
@@ -107,6 +115,9 @@ mod tests {
         assert_eq!(listing["Action"], "s3:ListBucket");
         assert_eq!(listing["Resource"], "arn:aws:s3:::dst-b");
         assert_eq!(listing["Condition"]["StringLike"]["s3:prefix"], "from-a/*");
+        let encryption = &policy["Statement"][2];
+        assert_eq!(encryption["Action"], "s3:GetEncryptionConfiguration");
+        assert_eq!(encryption["Resource"], "arn:aws:s3:::dst-b");
     }
 
     #[test]

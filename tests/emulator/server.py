@@ -15,6 +15,10 @@ policy (from moto's S3) the way AWS does:
 - under BucketOwnerEnforced (the default) ACLs other than bucket-owner-full-control are refused,
   and the bucket owner cannot read an object that another account owns unless it was granted.
 
+Objects encrypted with a KMS key (SSE-KMS or DSSE-KMS, requested or by the bucket's default) get
+ETags that are not MD5 digests of their bytes, random on every write, as on S3, where moto gives
+them MD5s; multipart ones keep their `-N` suffix.
+
 It also enforces x-amz-copy-source-if-match, which moto ignores, and models archived objects
 where moto does not: UploadPartCopy from S3 Glacier Flexible Retrieval or Deep Archive is refused
 (ObjectNotInActiveTierError) as CopyObject is; objects in an Intelligent-Tiering archive tier
@@ -50,7 +54,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.s3.models import S3Backend, s3_backends
+from moto.s3.models import FakeKey, S3Backend, s3_backends
 from moto.utilities.tagging_service import TaggingService
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -76,6 +80,22 @@ def _s3_backend_with_shared_tags(self, *args, **kwargs):
 
 
 S3Backend.__init__ = _s3_backend_with_shared_tags
+
+# S3 documents that an object encrypted with SSE-KMS or DSSE-KMS has an ETag that is not an MD5
+# digest of its data; moto computes MD5s for every object. Every write makes a new object here,
+# so each gets a random ETag of S3's shape (32 hex digits, plus `-N` for N parts).
+KMS_ENCRYPTIONS = ("aws:kms", "aws:kms:dsse")
+_fake_key_init = FakeKey.__init__
+
+
+def _fake_key_with_kms_etag(self, *args, **kwargs):
+    _fake_key_init(self, *args, **kwargs)
+    if self.encryption in KMS_ENCRYPTIONS:
+        parts = (self._etag or "").strip('"').partition("-")[2]
+        self._etag = uuid.uuid4().hex + (f"-{parts}" if parts else "")
+
+
+FakeKey.__init__ = _fake_key_with_kms_etag
 REGION = "us-east-1"
 PARTITION = "aws"
 ROOT = Path(__file__).resolve().parents[2]

@@ -493,6 +493,20 @@ impl World {
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
     }
 
+    /// Uploads `body` to the source in parts of `part_size` (the last one shorter), as a
+    /// multipart upload does, with no other headers.
+    pub async fn put_source_in_parts(&self, key: &str, body: &[u8], part_size: usize) {
+        put_in_parts(
+            &self.admin_a,
+            &self.source_bucket,
+            key,
+            body,
+            part_size,
+            |c| c,
+        )
+        .await;
+    }
+
     /// Keys in the destination bucket, listed by account B's admin.
     pub async fn destination_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
@@ -614,6 +628,61 @@ impl World {
 }
 
 /// Creates `bucket` in `region`, with the location constraint S3 requires outside us-east-1.
+/// Uploads `body` to `bucket` in parts of `part_size` (the last one shorter), as a multipart
+/// upload does; `configure` sets the upload's headers (metadata, tags, storage class...).
+pub async fn put_in_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    part_size: usize,
+    configure: impl FnOnce(CreateUpload) -> CreateUpload,
+) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let upload = configure(client.create_multipart_upload().bucket(bucket).key(key))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create upload {key}: {e:?}"));
+    let upload_id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (index, chunk) in body.chunks(part_size).enumerate() {
+        let number = index as i32 + 1;
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(chunk.to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload part {number} of {key}: {e:?}"));
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        );
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("complete upload {key}: {e:?}"));
+}
+
+/// The request that starts a multipart upload, for [`put_in_parts`] to configure.
+pub type CreateUpload =
+    aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+
 pub async fn create_bucket(client: &Client, bucket: &str, region: &str) {
     let mut request = client.create_bucket().bucket(bucket);
     if region != "us-east-1" {

@@ -25,19 +25,21 @@ pub(super) enum CheckKind {
     DeleteInDestination,
     ListDestination,
     ReadDestinationHead,
+    BucketEncryption,
     InvokeSelf,
     SourceVersioning,
     DestinationOwnership,
 }
 
 /// Every check, in the order they run.
-pub(super) const CHECKS: [CheckKind; 9] = [
+pub(super) const CHECKS: [CheckKind; 10] = [
     CheckKind::ListSource,
     CheckKind::ReadSourceObject,
     CheckKind::WriteDestination,
     CheckKind::DeleteInDestination,
     CheckKind::ListDestination,
     CheckKind::ReadDestinationHead,
+    CheckKind::BucketEncryption,
     CheckKind::InvokeSelf,
     CheckKind::SourceVersioning,
     CheckKind::DestinationOwnership,
@@ -54,6 +56,7 @@ impl CheckKind {
             CheckKind::DeleteInDestination => delete_in_destination(probe).await,
             CheckKind::ListDestination => vec![list_destination(probe, found).await],
             CheckKind::ReadDestinationHead => vec![read_destination_head(probe, found).await],
+            CheckKind::BucketEncryption => bucket_encryption(probe).await,
             CheckKind::InvokeSelf => vec![invoke_self(probe).await],
             CheckKind::SourceVersioning => vec![source_versioning(probe).await],
             CheckKind::DestinationOwnership => vec![destination_ownership(probe).await],
@@ -347,6 +350,69 @@ async fn read_destination_head(probe: &Probe<'_>, found: &Found) -> Check {
         &probe.bucket_policy_location,
         probe.bucket_statement(0),
     )
+}
+
+/// Reading both buckets' default encryption, as backfills do to know whether ETags are MD5s
+/// (without it, a backfill copies KMS-encrypted objects again on every run).
+async fn bucket_encryption(probe: &Probe<'_>) -> Vec<Check> {
+    let config = probe.config;
+    let read = |client: &Client, bucket: &str, owner: Option<String>| {
+        let request = client
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .set_expected_bucket_owner(owner);
+        async move {
+            match request.send().await {
+                Ok(output) => {
+                    let algorithms: Vec<String> = output
+                        .server_side_encryption_configuration()
+                        .map(|c| c.rules())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|r| r.apply_server_side_encryption_by_default())
+                        .map(|d| d.sse_algorithm().to_string())
+                        .collect();
+                    Ok(Some(format!(
+                        "default encryption: {}",
+                        algorithms.join(", ")
+                    )))
+                }
+                Err(err) => {
+                    let failure = classify(err);
+                    if failure.code == "ServerSideEncryptionConfigurationNotFoundError" {
+                        Ok(Some("no default encryption".into()))
+                    } else {
+                        Err(failure)
+                    }
+                }
+            }
+        }
+    };
+    let source = read(probe.source, &config.source_bucket, None).await;
+    let destination = read(
+        probe.destination,
+        &config.destination_bucket,
+        config.destination_account_id.clone(),
+    )
+    .await;
+    vec![
+        outcome(
+            "read source encryption",
+            vec!["s3:GetEncryptionConfiguration"],
+            probe.source_bucket_arn.clone(),
+            source,
+            IDENTITY_POLICY,
+            identity_statement(&["s3:GetEncryptionConfiguration"], &probe.source_bucket_arn),
+        ),
+        outcome(
+            "read destination encryption",
+            vec!["s3:GetEncryptionConfiguration"],
+            probe.destination_bucket_arn.clone(),
+            destination,
+            &probe.bucket_policy_location,
+            probe.bucket_statement(2),
+        ),
+    ]
 }
 
 /// Invoking the function itself, as continuing and fanned-out backfills do: a dry run, which
