@@ -397,7 +397,7 @@ fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
             "the function's execution role (account A) needs s3:ListBucket on bucket {bucket} in its identity policy"
         ),
         (Side::Source, _) => format!(
-            "the function's execution role (account A) needs s3:GetObject, s3:GetObjectTagging and s3:ListBucket on bucket {bucket} in its identity policy"
+            "the function's execution role (account A) needs s3:GetObject, s3:GetObjectTagging and s3:ListBucket on bucket {bucket} in its identity policy, and on a versioned bucket s3:GetObjectVersion and s3:GetObjectVersionTagging (copies in parts read one version)"
         ),
         (Side::Destination, "ListObjectsV2") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:ListBucket to the function's execution role, and the role's identity policy must allow it too"

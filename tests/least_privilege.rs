@@ -11,6 +11,7 @@ mod support;
 
 use std::time::SystemTime;
 
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use s3_replicator::Replicator;
 use s3_replicator::backfill::{BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
@@ -42,7 +43,7 @@ const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-const FEATURES: [&str; 8] = [
+const FEATURES: [&str; 9] = [
     "event copy",
     "deleted source",
     "multipart copy",
@@ -51,6 +52,7 @@ const FEATURES: [&str; 8] = [
     "backfill",
     "backfill continues",
     "doctor",
+    "versioned multipart copy",
 ];
 
 /// Which features break without each action (`Sid/action` of the identity policy, or
@@ -68,6 +70,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "replicated delete",
             "backfill",
             "doctor",
+            "versioned multipart copy",
         ],
     ),
     (
@@ -80,6 +83,14 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "backfill",
             "doctor",
         ],
+    ),
+    (
+        "ReadSourceObjects/s3:GetObjectVersion",
+        &["versioned multipart copy"],
+    ),
+    (
+        "ReadSourceObjects/s3:GetObjectVersionTagging",
+        &["versioned multipart copy"],
     ),
     (
         "ListSourceBucket/s3:ListBucket",
@@ -104,17 +115,26 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "backfill",
             "doctor",
+            "versioned multipart copy",
         ],
     ),
     (
         "WriteReplicas/s3:PutObjectTagging",
-        &["multipart copy", "multipart cleanup", "doctor"],
+        &[
+            "multipart copy",
+            "multipart cleanup",
+            "doctor",
+            "versioned multipart copy",
+        ],
     ),
     (
         "WriteReplicas/s3:AbortMultipartUpload",
         &["multipart cleanup", "doctor"],
     ),
-    ("WriteReplicas/s3:GetObject", &["multipart copy", "doctor"]),
+    (
+        "WriteReplicas/s3:GetObject",
+        &["multipart copy", "doctor", "versioned multipart copy"],
+    ),
     (
         "WriteReplicas/s3:PutObjectAcl",
         &[
@@ -124,6 +144,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "backfill",
             "doctor",
+            "versioned multipart copy",
         ],
     ),
     (
@@ -151,17 +172,26 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "backfill",
             "doctor",
+            "versioned multipart copy",
         ],
     ),
     (
         "bucket/s3:PutObjectTagging",
-        &["multipart copy", "multipart cleanup", "doctor"],
+        &[
+            "multipart copy",
+            "multipart cleanup",
+            "doctor",
+            "versioned multipart copy",
+        ],
     ),
     (
         "bucket/s3:AbortMultipartUpload",
         &["multipart cleanup", "doctor"],
     ),
-    ("bucket/s3:GetObject", &["multipart copy", "doctor"]),
+    (
+        "bucket/s3:GetObject",
+        &["multipart copy", "doctor", "versioned multipart copy"],
+    ),
     (
         "bucket/s3:PutObjectAcl",
         &[
@@ -171,6 +201,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "backfill",
             "doctor",
+            "versioned multipart copy",
         ],
     ),
     ("bucket/s3:DeleteObject", &["replicated delete", "doctor"]),
@@ -406,6 +437,29 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
     Ok(())
 }
 
+/// A copy in parts from a versioned source, which reads one version throughout. It runs last:
+/// it turns versioning on for the rest of the world's life.
+async fn versioned_multipart_copy(world: &World, replicator: &Replicator) -> Result<(), String> {
+    world
+        .admin_a
+        .put_bucket_versioning()
+        .bucket(&world.source_bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    put_in_parts(world, "versioned.bin", vec![b'v'; 12 * MIB]).await;
+    let summary = event(world, replicator, "s3-put.json", "versioned.bin").await?;
+    if summary["copied"] != 1 {
+        return Err(format!("not copied: {summary}"));
+    }
+    replica_tags(world, "versioned.bin").await
+}
+
 async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
     let lambda = world.lambda_client().await;
     let invoker = SelfInvoker {
@@ -444,6 +498,7 @@ async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
         backfill(&world, &replicator).await,
         backfill_continues(&world, &replicator).await,
         doctor(&world, &replicator).await,
+        versioned_multipart_copy(&world, &replicator).await,
     ];
     FEATURES
         .into_iter()

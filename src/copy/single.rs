@@ -147,6 +147,11 @@ async fn check_copy(
     verify(destination, config, destination_key, &facts).await
 }
 
+/// An ETag in quotes, as HTTP's conditions write it (events carry ETags without).
+fn quoted(etag: &str) -> String {
+    format!("\"{}\"", etag.trim_matches('"'))
+}
+
 /// The source's head with its checksum, if it still is the object copied (same ETag); `None`
 /// if it changed since (a newer event copies the newer object) or cannot be read.
 async fn head_unchanged_source(
@@ -159,7 +164,7 @@ async fn head_unchanged_source(
         .head_object()
         .bucket(&config.source_bucket)
         .key(&current.key)
-        .set_if_match(current.etag.clone())
+        .set_if_match(current.etag.as_deref().map(quoted))
         .checksum_mode(ChecksumMode::Enabled)
         .send()
         .await

@@ -17,7 +17,8 @@ policy (from moto's S3) the way AWS does:
 
 Objects encrypted with a KMS key (SSE-KMS or DSSE-KMS, requested or by the bucket's default) get
 ETags that are not MD5 digests of their bytes, random on every write, as on S3, where moto gives
-them MD5s; multipart ones keep their `-N` suffix.
+them MD5s; multipart ones keep their `-N` suffix. A multipart upload completed without a checksum
+algorithm reports the CRC64NVME checksum S3 adds by default.
 
 It also enforces x-amz-copy-source-if-match, which moto ignores, and models archived objects
 where moto does not: UploadPartCopy from S3 Glacier Flexible Retrieval or Deep Archive is refused
@@ -96,6 +97,21 @@ def _fake_key_with_kms_etag(self, *args, **kwargs):
 
 
 FakeKey.__init__ = _fake_key_with_kms_etag
+
+# S3 stores a CRC64NVME checksum of the whole object on every object uploaded without one, multipart
+# uploads included, and reports it. moto computes that value for a completed multipart upload but
+# files it without an algorithm, so it never reports it.
+_complete_multipart_upload = S3Backend.complete_multipart_upload
+
+
+def _complete_with_default_checksum(self, *args, **kwargs):
+    key = _complete_multipart_upload(self, *args, **kwargs)
+    if key is not None and key.checksum_value and not key.checksum_algorithm:
+        key.checksum_algorithm = "CRC64NVME"
+    return key
+
+
+S3Backend.complete_multipart_upload = _complete_with_default_checksum
 REGION = "us-east-1"
 PARTITION = "aws"
 ROOT = Path(__file__).resolve().parents[2]
