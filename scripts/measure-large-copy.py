@@ -72,10 +72,12 @@ def main() -> int:
         admin_b.put_bucket_policy(Bucket=destination, Policy=policy)
 
         sizes = {"256MiB.bin": 256 * MIB, "1GiB.bin": 1024 * MIB}
-        single_part = TransferConfig(multipart_threshold=2048 * MIB)
+        # Uploaded in parts of 64 MiB: copied in parts above MULTIPART_THRESHOLD (with the same
+        # layout), and with one CopyObject below it.
+        in_parts = TransferConfig(multipart_threshold=64 * MIB, multipart_chunksize=64 * MIB)
         for key, size in sizes.items():
             started = time.monotonic()
-            admin_a.upload_fileobj(Zeroes(size), source, key, Config=single_part)
+            admin_a.upload_fileobj(Zeroes(size), source, key, Config=in_parts)
             print(f"uploaded {key} in {time.monotonic() - started:.1f} s", flush=True)
 
         runtime, port = start_listening(

@@ -6,7 +6,7 @@ mod support;
 use aws_sdk_s3::Client;
 use s3_replicator::handle_payload;
 use serde_json::json;
-use support::{World, WorldOptions, put_in_parts};
+use support::{World, WorldOptions, put_in_parts, upload_in_parts};
 
 const MIB: usize = 1024 * 1024;
 const SMALL_PARTS: &[(&str, &str)] = &[("MULTIPART_THRESHOLD", "5MiB"), ("PART_CONCURRENCY", "4")];
@@ -281,4 +281,48 @@ async fn both_copy_paths_apply_the_configured_storage_class_and_kms_key() {
         );
         assert_eq!(head.ssekms_key_id(), Some(kms_key), "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_expires_header_on_the_source_does_not_fail_the_copy() {
+    let world = World::new("mpexpires", WorldOptions::default()).await;
+    let body = pattern(11 * MIB, 6);
+    // S3 stores an Expires header that is not an HTTP date as it was sent, and returns it.
+    let upload = world
+        .admin_a
+        .create_multipart_upload()
+        .bucket(&world.source_bucket)
+        .key("expires.bin")
+        .customize()
+        .mutate_request(|request| {
+            request.headers_mut().insert("expires", "not a date");
+        })
+        .send()
+        .await
+        .unwrap();
+    upload_in_parts(
+        &world.admin_a,
+        &world.source_bucket,
+        "expires.bin",
+        upload.upload_id().unwrap(),
+        &body,
+        5 * MIB,
+    )
+    .await;
+    let source = world
+        .admin_a
+        .head_object()
+        .bucket(&world.source_bucket)
+        .key("expires.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.expires_string(), Some("not a date"));
+    let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
+    let summary = world.put_event(&replicator, "expires.bin").await.unwrap();
+    assert_eq!(summary["copied"], 1, "{summary}");
+    assert_eq!(world.destination_body("expires.bin").await, body);
+    // The same event again finds the replica current: the invalid header is not a difference.
+    let again = world.put_event(&replicator, "expires.bin").await.unwrap();
+    assert_eq!(again["skipped"], 1, "{again}");
 }

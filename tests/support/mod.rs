@@ -638,12 +638,31 @@ pub async fn put_in_parts(
     part_size: usize,
     configure: impl FnOnce(CreateUpload) -> CreateUpload,
 ) {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let upload = configure(client.create_multipart_upload().bucket(bucket).key(key))
         .send()
         .await
         .unwrap_or_else(|e| panic!("create upload {key}: {e:?}"));
-    let upload_id = upload.upload_id().unwrap();
+    upload_in_parts(
+        client,
+        bucket,
+        key,
+        upload.upload_id().unwrap(),
+        body,
+        part_size,
+    )
+    .await;
+}
+
+/// Uploads `body` in parts of `part_size` into the started upload `upload_id`, and completes it.
+pub async fn upload_in_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    body: &[u8],
+    part_size: usize,
+) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let mut parts = Vec::new();
     for (index, chunk) in body.chunks(part_size).enumerate() {
         let number = index as i32 + 1;
