@@ -127,6 +127,117 @@ async fn rewrite_metadata_in_place(world: &World, key: &str, stage: &str) {
         .unwrap();
 }
 
+/// An event copy, then the same event again: each one copy request (the event's ETag makes the
+/// copy conditional), plus what verification needs where ETags are no MD5s. Returns the
+/// requests of each.
+async fn small_events(world: &World, replicator: &Replicator, setup: Setup) -> [u64; 2] {
+    // The same bytes under two keys: the same MD5 ETag, or two random KMS ones.
+    world.put_source("small.txt", b"small object").await;
+    world.put_source("twin.txt", b"small object").await;
+    let etags = support::etags(&world.admin_a, &world.source_bucket, "").await;
+    assert_eq!(
+        etags["small.txt"] == etags["twin.txt"],
+        !setup.kms_source(),
+        "{setup:?}: {etags:?}"
+    );
+    let (summary, copy) = event(world, replicator, "s3-put.json", "small.txt").await;
+    assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
+    assert_eq!(copy.get("CopyObject"), Some(&1), "{setup:?}: {copy:?}");
+    assert_eq!(world.destination_body("small.txt").await, b"small object");
+    let (summary, repeated) = event(world, replicator, "s3-put.json", "small.txt").await;
+    assert_eq!(summary["failed"], 0, "{setup:?}: {summary}");
+    [total(&copy), total(&repeated)]
+}
+
+/// A multipart copy keeps the layout and the checksum; the same event again finds the replica
+/// current by its checksum, whatever the ETags, and copies nothing.
+async fn multipart_events(world: &World, replicator: &Replicator, setup: Setup) -> [u64; 2] {
+    let body = pattern(11 * MIB, 3);
+    put_in_parts(
+        &world.admin_a,
+        &world.source_bucket,
+        "large.bin",
+        &body,
+        5 * MIB,
+        |c| c.metadata("stage", "raw"),
+    )
+    .await;
+    let (summary, copy) = event(world, replicator, "s3-put.json", "large.bin").await;
+    assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
+    assert_eq!(world.destination_body("large.bin").await, body);
+    let (summary, repeated) = event(world, replicator, "s3-put.json", "large.bin").await;
+    assert_eq!(
+        (summary["skipped"].clone(), summary["copied"].clone()),
+        (json!(1), json!(0)),
+        "{setup:?}: {summary}"
+    );
+    assert_eq!(repeated.get("UploadPartCopy"), None, "{setup:?}");
+    assert_eq!(repeated.get("CopyObject"), None, "{setup:?}");
+    [total(&copy), total(&repeated)]
+}
+
+/// A backfill copies what B lacks; run again over the unchanged buckets, it copies nothing and
+/// reads nothing per object: listings (and the two buckets' encryption). Returns the requests
+/// of each run.
+async fn backfill_twice(world: &World, replicator: &Replicator, setup: Setup) -> [u64; 2] {
+    for i in 0..BACKFILLED {
+        world
+            .put_source(&format!("bf/{i:02}.txt"), format!("object {i}").as_bytes())
+            .await;
+    }
+    let backfill = json!({"backfill": {"prefix": "bf/"}});
+    let (report, full) = world
+        .operations_during(handle_payload(&backfill, replicator))
+        .await;
+    let report = report.unwrap();
+    assert_eq!(report["copied"], BACKFILLED, "{setup:?}: {report}");
+    let (report, no_op) = world
+        .operations_during(handle_payload(&backfill, replicator))
+        .await;
+    let report = report.unwrap();
+    assert_eq!(report["copied"], 0, "{setup:?}: {report}");
+    assert!(
+        no_op
+            .keys()
+            .all(|op| op.contains("list-type") || op.contains("encryption")),
+        "{setup:?}: a per-object request in a no-op backfill: {no_op:?}"
+    );
+    [total(&full), total(&no_op)]
+}
+
+/// Metadata-only rewrites reach B: in place through one CopyObject, and by uploading the same
+/// bytes in the same parts again (the multipart ETag stays the same without KMS).
+async fn metadata_rewrites(world: &World, replicator: &Replicator, setup: Setup) {
+    rewrite_metadata_in_place(world, "small.txt", "cleaned").await;
+    let (summary, _) = event(world, replicator, "s3-copy.json", "small.txt").await;
+    assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
+    assert_eq!(
+        replica_metadata(world, "small.txt").await.as_deref(),
+        Some("cleaned"),
+        "{setup:?}"
+    );
+    let body = world.destination_body("large.bin").await;
+    put_in_parts(
+        &world.admin_a,
+        &world.source_bucket,
+        "large.bin",
+        &body,
+        5 * MIB,
+        |c| c.metadata("stage", "curated"),
+    )
+    .await;
+    let (summary, _) = event(world, replicator, "s3-complete-multipart.json", "large.bin").await;
+    assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
+    assert_eq!(
+        replica_metadata(world, "large.bin").await.as_deref(),
+        Some("curated"),
+        "{setup:?}"
+    );
+    assert_eq!(world.open_uploads().await, 0);
+}
+
+const BACKFILLED: u64 = 20;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_kms_setup_copies_once_repeats_nothing_and_carries_metadata_rewrites() {
     let mut figures = vec![format!(
@@ -142,123 +253,23 @@ async fn each_kms_setup_copies_once_repeats_nothing_and_carries_metadata_rewrite
     for setup in Setup::ALL {
         let world = setup.world("identity").await;
         let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
-
-        // An event copy, then the same event again: each one copy request (the event's ETag
-        // makes the copy conditional), plus what verification needs where ETags are no MD5s.
-        // The same bytes under two keys: the same MD5 ETag, or two random KMS ones.
-        world.put_source("small.txt", b"small object").await;
-        world.put_source("twin.txt", b"small object").await;
-        let etags = support::etags(&world.admin_a, &world.source_bucket, "").await;
-        assert_eq!(
-            etags["small.txt"] == etags["twin.txt"],
-            !setup.kms_source(),
-            "{setup:?}: {etags:?}"
-        );
-        let (summary, copy) = event(&world, &replicator, "s3-put.json", "small.txt").await;
-        assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
-        assert_eq!(world.destination_body("small.txt").await, b"small object");
-        let (summary, repeated) = event(&world, &replicator, "s3-put.json", "small.txt").await;
-        assert_eq!(summary["failed"], 0, "{setup:?}: {summary}");
-        assert_eq!(copy.get("CopyObject"), Some(&1), "{setup:?}: {copy:?}");
-
-        // A multipart copy keeps the layout and the checksum; the same event again finds the
-        // replica current by its checksum, whatever the ETags, and copies nothing.
-        let body = pattern(11 * MIB, 3);
-        put_in_parts(
-            &world.admin_a,
-            &world.source_bucket,
-            "large.bin",
-            &body,
-            5 * MIB,
-            |c| c.metadata("stage", "raw"),
-        )
-        .await;
-        let (summary, multipart) = event(&world, &replicator, "s3-put.json", "large.bin").await;
-        assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
-        assert_eq!(world.destination_body("large.bin").await, body);
-        let (summary, multipart_again) =
-            event(&world, &replicator, "s3-put.json", "large.bin").await;
-        assert_eq!(
-            (summary["skipped"].clone(), summary["copied"].clone()),
-            (json!(1), json!(0)),
-            "{setup:?}: {summary}"
-        );
-        assert_eq!(multipart_again.get("UploadPartCopy"), None, "{setup:?}");
-        assert_eq!(multipart_again.get("CopyObject"), None, "{setup:?}");
-
-        // A backfill copies what B lacks; run again over the unchanged buckets, it copies
-        // nothing and reads nothing per object: listings (and the two buckets' encryption).
-        for i in 0..20 {
-            world
-                .put_source(&format!("bf/{i:02}.txt"), format!("object {i}").as_bytes())
-                .await;
-        }
-        let backfill = json!({"backfill": {"prefix": "bf/"}});
-        let (report, full) = world
-            .operations_during(handle_payload(&backfill, &replicator))
-            .await;
-        let report = report.unwrap();
-        assert_eq!(report["copied"], 20, "{setup:?}: {report}");
-        let (report, no_op) = world
-            .operations_during(handle_payload(&backfill, &replicator))
-            .await;
-        let report = report.unwrap();
-        assert_eq!(report["copied"], 0, "{setup:?}: {report}");
-        assert!(
-            no_op
-                .keys()
-                .all(|op| op.contains("list-type") || op.contains("encryption")),
-            "{setup:?}: a per-object request in a no-op backfill: {no_op:?}"
-        );
-
-        // Metadata-only rewrites reach B: in place through one CopyObject, and by uploading
-        // the same bytes in the same parts again (the multipart ETag stays the same without
-        // KMS).
-        rewrite_metadata_in_place(&world, "small.txt", "cleaned").await;
-        let (summary, _) = event(&world, &replicator, "s3-copy.json", "small.txt").await;
-        assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
-        assert_eq!(
-            replica_metadata(&world, "small.txt").await.as_deref(),
-            Some("cleaned"),
-            "{setup:?}"
-        );
-        put_in_parts(
-            &world.admin_a,
-            &world.source_bucket,
-            "large.bin",
-            &body,
-            5 * MIB,
-            |c| c.metadata("stage", "curated"),
-        )
-        .await;
-        let (summary, _) = event(
-            &world,
-            &replicator,
-            "s3-complete-multipart.json",
-            "large.bin",
-        )
-        .await;
-        assert_eq!(summary["copied"], 1, "{setup:?}: {summary}");
-        assert_eq!(
-            replica_metadata(&world, "large.bin").await.as_deref(),
-            Some("curated"),
-            "{setup:?}"
-        );
-        assert_eq!(world.open_uploads().await, 0);
-
+        let [copy, repeated] = small_events(&world, &replicator, setup).await;
+        let [multipart, multipart_again] = multipart_events(&world, &replicator, setup).await;
+        let [full, no_op] = backfill_twice(&world, &replicator, setup).await;
+        metadata_rewrites(&world, &replicator, setup).await;
         figures.push(format!(
             "{:16} {:>10} {:>9} {:>10} {:>9} {:>13.2} {:>12.2}",
             format!("{setup:?}"),
-            total(&copy),
-            total(&repeated),
-            total(&multipart),
-            total(&multipart_again),
-            total(&full) as f64 / 20.0,
-            total(&no_op) as f64 / 20.0,
+            copy,
+            repeated,
+            multipart,
+            multipart_again,
+            full as f64 / BACKFILLED as f64,
+            no_op as f64 / BACKFILLED as f64,
         ));
     }
     let table = format!(
-        "S3 requests per object by KMS setup (event columns: one object; backfill columns: per object of 20, listings and encryption reads included; multipart: 11 MiB in 3 parts)\n{}",
+        "S3 requests per object by KMS setup (event columns: one object; backfill columns: per object of {BACKFILLED}, listings and encryption reads included; multipart: 11 MiB in 3 parts)\n{}",
         figures.join("\n")
     );
     println!("{table}");
@@ -310,7 +321,7 @@ async fn a_same_size_rollback_reaches_b() {
 
         // Small and large objects, each written twice at the same size; B follows.
         let large = [pattern(11 * MIB, 1), pattern(11 * MIB, 2)];
-        for version in 0..2 {
+        for (version, body) in large.iter().enumerate() {
             world
                 .put_source("small.txt", format!("version {version}").as_bytes())
                 .await;
@@ -318,7 +329,7 @@ async fn a_same_size_rollback_reaches_b() {
                 &world.admin_a,
                 &world.source_bucket,
                 "large.bin",
-                &large[version],
+                body,
                 5 * MIB,
                 |c| c,
             )
