@@ -137,11 +137,12 @@ fn restores_completed_are_copied_and_lifecycle_expirations_are_removals() {
         kind("LifecycleExpiration:DeleteMarkerCreated"),
         ObjectEventKind::Removed
     );
+    assert_eq!(kind("ObjectTagging:Put"), ObjectEventKind::Tagged);
+    assert_eq!(kind("ObjectTagging:Delete"), ObjectEventKind::Tagged);
     for other in [
         "ObjectRestore:Post",
         "ObjectRestore:Delete",
         "LifecycleTransition",
-        "ObjectTagging:Put",
         "ObjectAcl:Put",
         "IntelligentTiering",
     ] {
@@ -242,11 +243,11 @@ const FIXTURE_OUTCOMES: &[(&str, &[&str])] = &[
     ),
     (
         "eventbridge-object-tags-added.json",
-        &["ignore Object Tags Added"],
+        &["copy tags reports/summary.csv"],
     ),
     (
         "eventbridge-object-tags-deleted.json",
-        &["ignore Object Tags Deleted"],
+        &["copy tags reports/summary.csv"],
     ),
     (
         "s3-complete-multipart.json",
@@ -273,8 +274,14 @@ const FIXTURE_OUTCOMES: &[(&str, &[&str])] = &[
         &["copy after restore archive/2019/backup.tar"],
     ),
     ("s3-restore-post.json", &["ignore ObjectRestore:Post"]),
-    ("s3-tagging-delete.json", &["ignore ObjectTagging:Delete"]),
-    ("s3-tagging-put.json", &["ignore ObjectTagging:Put"]),
+    (
+        "s3-tagging-delete.json",
+        &["copy tags photos/red flower+2.jpg"],
+    ),
+    (
+        "s3-tagging-put.json",
+        &["copy tags photos/red flower+2.jpg"],
+    ),
     ("s3-test-event.json", &["test event"]),
     ("sns-s3.json", &["copy photos/red flower+2.jpg"]),
     ("sns-test-event.json", &["test event"]),
@@ -296,6 +303,7 @@ fn describe(event: &s3_replicator::decode::ObjectEvent) -> String {
         ObjectEventKind::Created => format!("copy {}", event.key),
         ObjectEventKind::Restored => format!("copy after restore {}", event.key),
         ObjectEventKind::Removed => format!("delete {}", event.key),
+        ObjectEventKind::Tagged => format!("copy tags {}", event.key),
         ObjectEventKind::Other => format!("ignore {}", event.event_name),
     }
 }

@@ -7,7 +7,7 @@ use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::ops::doctor::{DoctorReport, Status, run_doctor};
 use serde_json::json;
-use support::{FUNCTION_ARN, World, WorldOptions};
+use support::{FUNCTION_ARN, World, WorldOptions, enable_versioning};
 
 fn status(report: &DoctorReport, name: &str) -> Status {
     report
@@ -65,9 +65,12 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         "write destination",
         "abort destination upload",
         "read destination head",
+        "delete destination tags",
+        "read destination versioning",
         "delete in destination",
         "list destination",
         "invoke self",
+        "read source versioning",
     ] {
         assert_eq!(
             status(&report, name),
@@ -76,7 +79,6 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
             report.to_table()
         );
     }
-    assert_eq!(status(&report, "source versioning"), Status::Info);
     assert_eq!(world.destination_keys().await, vec!["from-a/sample.txt"]);
     assert_eq!(world.open_uploads().await, 0);
 
@@ -90,6 +92,52 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(invoked["healthy"], true, "{invoked}");
+}
+
+#[tokio::test]
+async fn on_versioned_buckets_it_checks_version_reads_and_leaves_no_delete_marker() {
+    let world = World::new(
+        "doctorversions",
+        WorldOptions {
+            replicate_deletes: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    enable_versioning(&world.admin_a, &world.source_bucket).await;
+    enable_versioning(&world.admin_b, &world.destination_bucket).await;
+    world.put_source("sample.txt", b"x").await;
+    let report = doctor(&world).await;
+    assert!(report.healthy, "{}", report.to_table());
+    assert_eq!(status(&report, "read source versions"), Status::Pass);
+    assert_eq!(status(&report, "delete in destination"), Status::Skip);
+    // Nothing at all was written to B: no delete marker, no version.
+    let versions = world
+        .admin_b
+        .list_object_versions()
+        .bucket(&world.destination_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(versions.versions().is_empty(), "{versions:?}");
+    assert!(versions.delete_markers().is_empty(), "{versions:?}");
+
+    // Without the version grants, the version check fails and names them.
+    let world = World::new(
+        "doctornoversions",
+        WorldOptions {
+            drop_actions: vec![
+                "ReadSourceObjects/s3:GetObjectVersion".into(),
+                "ReadSourceObjects/s3:GetObjectVersionTagging".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    enable_versioning(&world.admin_a, &world.source_bucket).await;
+    world.put_source("sample.txt", b"x").await;
+    let report = doctor(&world).await;
+    assert_eq!(failing(&report), vec!["read source versions"]);
 }
 
 #[tokio::test]
@@ -109,6 +157,8 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
         failing(&report),
         vec![
             "write destination",
+            "delete destination tags",
+            "read destination versioning",
             "list destination",
             "read destination encryption"
         ]
@@ -144,13 +194,24 @@ async fn each_identity_statement_removed_fails_the_checks_that_need_it() {
     let cases: [(&str, &[&str]); 5] = [
         (
             "ListSourceBucket",
-            &["list source", "read source encryption"],
+            &[
+                "list source",
+                "read source encryption",
+                "read source versioning",
+            ],
         ),
         ("ReadSourceObjects", &["read source object"]),
-        ("WriteReplicas", &["write destination"]),
+        (
+            "WriteReplicas",
+            &["write destination", "delete destination tags"],
+        ),
         (
             "ListDestinationBucket",
-            &["list destination", "read destination encryption"],
+            &[
+                "read destination versioning",
+                "list destination",
+                "read destination encryption",
+            ],
         ),
         ("InvokeSelfForBackfill", &["invoke self"]),
     ];
@@ -209,6 +270,56 @@ async fn the_template_outputs_the_bucket_policy_the_project_generates() {
             from_template,
             world.grant().bucket_policy(),
             "prefix {prefix:?}, acl {acl}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_template_subscribes_to_every_event_type_the_function_acts_on() {
+    let world = World::new("templateevents", WorldOptions::default()).await;
+    let outputs = world.emulator.harness(
+        "template-outputs",
+        json!({
+            "role_arn": world.role_arn,
+            "parameters": {
+                "SourceBucket": world.source_bucket,
+                "DestinationBucket": world.destination_bucket,
+            }
+        }),
+    );
+    let events: Vec<String> =
+        serde_json::from_str(outputs["NotificationEvents"].as_str().unwrap()).unwrap();
+    assert_eq!(events, s3_replicator::decode::NOTIFICATION_EVENTS);
+    // The EventBridge rule matches the same changes.
+    let template = std::fs::read_to_string(support::repo_root().join("template.yaml")).unwrap();
+    let detail_types = template
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("detail-type: "))
+        .unwrap();
+    let detail_types: Vec<&str> = detail_types
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .collect();
+    assert_eq!(
+        detail_types,
+        s3_replicator::decode::EVENTBRIDGE_DETAIL_TYPES
+    );
+    // Each one decodes to something the function acts on.
+    for name in s3_replicator::decode::NOTIFICATION_EVENTS {
+        let name = name.trim_start_matches("s3:").replace('*', "Put");
+        let kind = s3_replicator::decode::ObjectEventKind::of_notification(&name);
+        assert_ne!(
+            kind,
+            s3_replicator::decode::ObjectEventKind::Other,
+            "{name}"
+        );
+    }
+    for detail_type in s3_replicator::decode::EVENTBRIDGE_DETAIL_TYPES {
+        let kind = s3_replicator::decode::ObjectEventKind::of_eventbridge(detail_type);
+        assert_ne!(
+            kind,
+            s3_replicator::decode::ObjectEventKind::Other,
+            "{detail_type}"
         );
     }
 }

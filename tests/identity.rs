@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, MetadataDirective, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+    MetadataDirective, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use s3_replicator::{Replicator, handle_payload};
 use serde_json::{Value, json};
-use support::{World, WorldOptions, put_in_parts, report_figures, s3_event};
+use support::{World, WorldOptions, enable_versioning, put_in_parts, report_figures, s3_event};
 
 const MIB: usize = 1024 * 1024;
 const SMALL_PARTS: &[(&str, &str)] = &[("MULTIPART_THRESHOLD", "5MiB"), ("PART_CONCURRENCY", "2")];
@@ -276,21 +276,6 @@ async fn each_kms_setup_copies_once_repeats_nothing_and_carries_metadata_rewrite
     report_figures(&table);
 }
 
-async fn enable_versioning(world: &World) {
-    world
-        .admin_a
-        .put_bucket_versioning()
-        .bucket(&world.source_bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Deletes the current version of `key` for good, which makes the previous one current.
 async fn roll_back(world: &World, key: &str) {
     let head = world
@@ -316,7 +301,7 @@ async fn roll_back(world: &World, key: &str) {
 async fn a_same_size_rollback_reaches_b() {
     for setup in [Setup::Plain, Setup::KmsBoth] {
         let world = setup.world("rollback").await;
-        enable_versioning(&world).await;
+        enable_versioning(&world.admin_a, &world.source_bucket).await;
         let replicator = world.replicator_with("us-east-1", SMALL_PARTS).await;
 
         // Small and large objects, each written twice at the same size; B follows.

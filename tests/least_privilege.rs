@@ -11,7 +11,6 @@ mod support;
 
 use std::time::SystemTime;
 
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use s3_replicator::Replicator;
 use s3_replicator::backfill::{BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
@@ -43,7 +42,7 @@ const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-const FEATURES: [&str; 9] = [
+const FEATURES: [&str; 10] = [
     "event copy",
     "deleted source",
     "multipart copy",
@@ -53,6 +52,7 @@ const FEATURES: [&str; 9] = [
     "backfill continues",
     "doctor",
     "versioned multipart copy",
+    "tag change",
 ];
 
 /// Which features break without each action (`Sid/action` of the identity policy, or
@@ -82,6 +82,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "backfill",
             "doctor",
+            "tag change",
         ],
     ),
     (
@@ -106,6 +107,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "ListSourceBucket/s3:GetEncryptionConfiguration",
         &["doctor"],
     ),
+    ("ListSourceBucket/s3:GetBucketVersioning", &["doctor"]),
     (
         "WriteReplicas/s3:PutObject",
         &[
@@ -125,6 +127,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "doctor",
             "versioned multipart copy",
+            "tag change",
         ],
     ),
     (
@@ -134,6 +137,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "WriteReplicas/s3:GetObject",
         &["multipart copy", "doctor", "versioned multipart copy"],
+    ),
+    (
+        "WriteReplicas/s3:DeleteObjectTagging",
+        &["doctor", "tag change"],
     ),
     (
         "WriteReplicas/s3:PutObjectAcl",
@@ -159,6 +166,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "ListDestinationBucket/s3:GetEncryptionConfiguration",
         &["doctor"],
     ),
+    ("ListDestinationBucket/s3:GetBucketVersioning", &["doctor"]),
     (
         "InvokeSelfForBackfill/lambda:InvokeFunction",
         &["backfill continues", "doctor"],
@@ -182,6 +190,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart cleanup",
             "doctor",
             "versioned multipart copy",
+            "tag change",
         ],
     ),
     (
@@ -192,6 +201,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "bucket/s3:GetObject",
         &["multipart copy", "doctor", "versioned multipart copy"],
     ),
+    ("bucket/s3:DeleteObjectTagging", &["doctor", "tag change"]),
     (
         "bucket/s3:PutObjectAcl",
         &[
@@ -210,6 +220,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["backfill", "backfill continues", "doctor"],
     ),
     ("bucket/s3:GetEncryptionConfiguration", &["doctor"]),
+    ("bucket/s3:GetBucketVersioning", &["doctor"]),
 ];
 
 fn options(drop: Option<&str>) -> WorldOptions {
@@ -440,24 +451,46 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
 /// A copy in parts from a versioned source, which reads one version throughout. It runs last:
 /// it turns versioning on for the rest of the world's life.
 async fn versioned_multipart_copy(world: &World, replicator: &Replicator) -> Result<(), String> {
-    world
-        .admin_a
-        .put_bucket_versioning()
-        .bucket(&world.source_bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    support::enable_versioning(&world.admin_a, &world.source_bucket).await;
     put_in_parts(world, "versioned.bin", vec![b'v'; 12 * MIB]).await;
     let summary = event(world, replicator, "s3-put.json", "versioned.bin").await?;
     if summary["copied"] != 1 {
         return Err(format!("not copied: {summary}"));
     }
     replica_tags(world, "versioned.bin").await
+}
+
+/// Tag changes in A reach the replica without a copy: tags put, then every tag removed. The
+/// replica is B's own here, so that only the tagging grants are exercised.
+async fn tag_change(world: &World, replicator: &Replicator) -> Result<(), String> {
+    put(world, "tagged.txt", b"tagged".to_vec()).await;
+    world
+        .admin_b
+        .put_object()
+        .bucket(&world.destination_bucket)
+        .key("tagged.txt")
+        .body(b"tagged".to_vec().into())
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let summary = event(world, replicator, "s3-tagging-put.json", "tagged.txt").await?;
+    if summary["tagged"] != 1 {
+        return Err(format!("tags not put: {summary}"));
+    }
+    replica_tags(world, "tagged.txt").await?;
+    world
+        .admin_a
+        .delete_object_tagging()
+        .bucket(&world.source_bucket)
+        .key("tagged.txt")
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let summary = event(world, replicator, "s3-tagging-delete.json", "tagged.txt").await?;
+    if summary["tagged"] != 1 {
+        return Err(format!("tags not removed: {summary}"));
+    }
+    Ok(())
 }
 
 async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
@@ -499,6 +532,7 @@ async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
         backfill_continues(&world, &replicator).await,
         doctor(&world, &replicator).await,
         versioned_multipart_copy(&world, &replicator).await,
+        tag_change(&world, &replicator).await,
     ];
     FEATURES
         .into_iter()

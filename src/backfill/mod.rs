@@ -308,7 +308,9 @@ fn record(report: &mut BackfillReport, bucket: &str, finished: &Finished) {
             report.copied += 1;
             report.bytes += bytes;
         }
-        Finish::Done(Outcome::Deleted { .. } | Outcome::Skipped(_)) => report.skipped += 1,
+        Finish::Done(Outcome::Deleted { .. } | Outcome::Tagged { .. } | Outcome::Skipped(_)) => {
+            report.skipped += 1
+        }
         Finish::Done(Outcome::Archived(error)) => {
             report.archived += 1;
             if report.archived_objects.len() < LISTED_FAILURES {

@@ -15,6 +15,7 @@ mod outcome;
 pub mod parts;
 mod single;
 mod source;
+mod tags;
 mod verify;
 
 use crate::clients::S3Clients;
@@ -27,7 +28,7 @@ use identity::{AgeAsEvidence, Evidence, Facts, judge};
 use multipart::{SourceObject, copy_in_parts};
 use outcome::failure_on;
 pub use outcome::{CopyError, FailedObject, Outcome, SkipReason};
-use source::{CurrentSource, SourceEndpoint, head_source};
+use source::{CurrentSource, SourceEndpoint, head_readings, head_source};
 use verify::{Verified, head_replica};
 
 /// How many times a copy is attempted when the source changes between reading its ETag and
@@ -115,6 +116,7 @@ impl Replicator {
         }
         match event.kind {
             ObjectEventKind::Removed => self.converge_removed(event).await,
+            ObjectEventKind::Tagged => self.copy_tags(event).await,
             _ => {
                 let known = event.etag.as_deref().zip(event.size);
                 self.copy_current(event, Known::Listed(known)).await
@@ -286,12 +288,46 @@ impl Replicator {
         key: &str,
         destination_key: &str,
     ) -> Next {
+        if let CopyError::S3 {
+            operation,
+            side,
+            failure,
+        } = &error
+        {
+            let copying = matches!(*operation, "CopyObject" | "UploadPartCopy");
+            let retry = attempt < COPY_ATTEMPTS;
+            let again = match failure.class {
+                // The source said it is missing: read it again, and only then call it gone.
+                FailureClass::NotFound => (copying || *side == Side::Source) && retry,
+                // Changed under the copy, or the upload was aborted under it: start again from
+                // the current object.
+                FailureClass::PreconditionFailed | FailureClass::UploadAborted => retry,
+                // A copy names two buckets: reading the source once tells whether it is the
+                // missing one; if the copy fails so again, it is the destination.
+                FailureClass::NoSuchBucket => copying && attempt == 1,
+                _ => false,
+            };
+            if again {
+                return Next::Retry;
+            }
+        }
+        Next::Stop(self.failure_outcome(error, source, key, destination_key))
+    }
+
+    /// The outcome of a failure that is not tried again.
+    fn failure_outcome(
+        &self,
+        error: CopyError,
+        source: &SourceEndpoint<'_>,
+        key: &str,
+        destination_key: &str,
+    ) -> Outcome {
         let (operation, side, failure) = match error {
             CopyError::Mismatch(message) => {
-                return Next::Stop(Outcome::Failed(ReplicationError::Verification {
+                return Outcome::Failed(ReplicationError::Verification {
                     key: destination_key.to_string(),
                     message,
-                }));
+                });
             }
             CopyError::S3 {
                 operation,
@@ -299,40 +335,30 @@ impl Replicator {
                 failure,
             } => (operation, side, failure),
         };
-        let copying = matches!(operation, "CopyObject" | "UploadPartCopy");
-        let retry = attempt < COPY_ATTEMPTS;
-        match failure.class {
-            // The source said it is missing: read it again, and only then call it gone.
-            FailureClass::NotFound if (copying || side == Side::Source) && retry => Next::Retry,
-            // Changed under the copy, or the upload was aborted under it: start again from the
-            // current object.
-            FailureClass::PreconditionFailed | FailureClass::UploadAborted if retry => Next::Retry,
-            // A copy names two buckets: reading the source once tells whether it is the missing
-            // one; if the copy fails so again, it is the destination.
-            FailureClass::NoSuchBucket if copying && attempt == 1 => Next::Retry,
+        if failure.class == FailureClass::Archived {
             // Whichever call met it, it is the source that must be restored.
-            FailureClass::Archived => {
-                let error = failure_on(
-                    &self.config,
-                    Side::Source,
-                    source.region,
-                    failure,
-                    operation,
-                    key,
-                );
-                Next::Stop(Outcome::Archived(error))
-            }
-            _ => {
-                let (region, key) = match side {
-                    Side::Source => (source.region, key),
-                    Side::Destination => {
-                        (self.clients.destination_region.as_str(), destination_key)
-                    }
-                };
-                let error = failure_on(&self.config, side, region, failure, operation, key);
-                Next::Stop(Outcome::Failed(error))
-            }
+            let error = failure_on(
+                &self.config,
+                Side::Source,
+                source.region,
+                failure,
+                operation,
+                key,
+            );
+            return Outcome::Archived(error);
         }
+        let (region, key) = match side {
+            Side::Source => (source.region, key),
+            Side::Destination => (self.clients.destination_region.as_str(), destination_key),
+        };
+        Outcome::Failed(failure_on(
+            &self.config,
+            side,
+            region,
+            failure,
+            operation,
+            key,
+        ))
     }
 
     /// A removal event: B converges to A's current state of the key. When A still has a
@@ -357,13 +383,69 @@ impl Replicator {
         if !self.config.replicate_deletes {
             return Outcome::Skipped(SkipReason::DeletesNotReplicated);
         }
-        delete::delete_replica(
+        let deleted = delete::delete_replica(
             self.clients.destination(),
             &self.config,
             &self.clients.destination_region,
             event,
         )
-        .await
+        .await;
+        if !matches!(deleted, Outcome::Deleted { .. }) {
+            return deleted;
+        }
+        // The key may have been written again between the read of A and the delete, and its
+        // copy made before the delete landed: a delete never removes a newer object for good.
+        match head_readings(&self.config, event, &source).await {
+            Ok(None) => deleted,
+            Ok(Some(found)) => {
+                tracing::warn!(
+                    bucket = %event.bucket, key = %found.0,
+                    "the source was written again while its replica was deleted; copying it again"
+                );
+                let current = CurrentSource::from_head(found);
+                self.copy_current(event, Known::Read(Box::new(current)))
+                    .await
+            }
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+}
+
+impl Replicator {
+    /// A tag change: B's replica gets A's current tags, without its bytes copied again. When B
+    /// has no replica (its copy may still be running, or its event was lost), the object is
+    /// copied instead, which carries the tags; a copy in parts re-reads the source's tags after
+    /// completing, so a change made while it ran is not lost either.
+    async fn copy_tags(&self, event: &ObjectEvent) -> Outcome {
+        let source = match self.source_endpoint(event) {
+            Ok(source) => source,
+            Err(error) => return Outcome::Failed(error),
+        };
+        let (key, tags) = match tags::source_tags(&self.config, event, &source).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Outcome::Skipped(SkipReason::SourceGone),
+            Err(error) => return Outcome::Failed(error),
+        };
+        let destination_key = match destination_key(&self.config.destination_prefix, &key) {
+            Ok(mapped) => mapped,
+            Err(message) => return Outcome::Failed(ReplicationError::InvalidEvent(message)),
+        };
+        let count = tags.len();
+        let written = tags::put_replica_tags(
+            self.clients.destination(),
+            &self.config,
+            &destination_key,
+            tags,
+        )
+        .await;
+        match written {
+            Ok(true) => Outcome::Tagged {
+                destination_key,
+                tags: count,
+            },
+            Ok(false) => self.copy_current(event, Known::Listed(None)).await,
+            Err(error) => self.failure_outcome(error, &source, &key, &destination_key),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    Tag,
 };
 use futures::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -15,6 +16,7 @@ use super::identity::{Checksum, Facts};
 use super::outcome::CopyError;
 use super::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
 use super::single::copy_settings;
+use super::tags::put_replica_tags;
 use super::verify::{Verified, verify};
 use crate::config::Config;
 use crate::error::{Side, classify};
@@ -55,9 +57,16 @@ pub async fn copy_in_parts(
         None => plan_even(size, config.multipart_threshold)
             .map_err(|e| CopyError::Mismatch(e.to_string()))?,
     };
-    let tagging = source_tagging(source).await?;
+    let tags = source_tagging(source).await?;
 
-    let upload_id = create_upload(destination, config, head, destination_key, tagging).await?;
+    let upload_id = create_upload(
+        destination,
+        config,
+        head,
+        destination_key,
+        encode_tags(&tags),
+    )
+    .await?;
 
     let copied = copy_parts(
         destination,
@@ -82,13 +91,21 @@ pub async fn copy_in_parts(
         return Err(error);
     }
 
-    verify(
+    let verified = verify(
         destination,
         config,
         destination_key,
         &Facts::from_head(head),
     )
-    .await
+    .await?;
+    // The tags were read when the copy started: a change made since (its event may have found
+    // the replica not yet there, or been applied to the replica this copy replaced) is applied
+    // now.
+    let now = source_tagging(source).await?;
+    if now != tags {
+        put_replica_tags(destination, config, destination_key, now).await?;
+    }
+    Ok(verified)
 }
 
 /// The checksum algorithm and type the upload is created with: the source's, so that the
@@ -230,7 +247,8 @@ async fn part_size(
     Ok((reported == Some(count)).then(|| part.content_length().unwrap_or_default().max(0) as u64))
 }
 
-async fn source_tagging(source: &SourceObject<'_>) -> Result<Option<String>, CopyError> {
+/// The source version's tags.
+async fn source_tagging(source: &SourceObject<'_>) -> Result<Vec<Tag>, CopyError> {
     let tags = source
         .client
         .get_object_tagging()
@@ -240,8 +258,12 @@ async fn source_tagging(source: &SourceObject<'_>) -> Result<Option<String>, Cop
         .send()
         .await
         .map_err(|e| CopyError::s3("GetObjectTagging", Side::Source)(classify(e)))?;
+    Ok(tags.tag_set().to_vec())
+}
+
+/// Tags as an `x-amz-tagging` header value (`key=value&...`, form-encoded); `None` for none.
+fn encode_tags(tags: &[Tag]) -> Option<String> {
     let encoded: Vec<String> = tags
-        .tag_set()
         .iter()
         .map(|tag| {
             format!(
@@ -251,7 +273,7 @@ async fn source_tagging(source: &SourceObject<'_>) -> Result<Option<String>, Cop
             )
         })
         .collect();
-    Ok((!encoded.is_empty()).then(|| encoded.join("&")))
+    (!encoded.is_empty()).then(|| encoded.join("&"))
 }
 
 /// Copies every part from the same source version: by version id where the bucket is

@@ -66,6 +66,14 @@ pub enum Outcome {
         /// What showed the replica equal to its source: a checksum, the ETag, or its size.
         verified: &'static str,
     },
+    /// The replica at `destination_key` was given the source's current tags (a tag change; the
+    /// bytes were not copied again).
+    Tagged {
+        /// The key whose tags were written in the destination bucket.
+        destination_key: String,
+        /// How many tags it has now.
+        tags: usize,
+    },
     /// The replica at `destination_key` was deleted.
     Deleted {
         /// The key deleted in the destination bucket.
@@ -86,6 +94,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Copied { .. } => "copied",
+            Outcome::Tagged { .. } => "tagged",
             Outcome::Deleted { .. } => "deleted",
             Outcome::Skipped(_) => "skipped",
             Outcome::Archived(_) => "archived",
@@ -112,6 +121,19 @@ impl Outcome {
                 duration_ms,
                 outcome = "copied",
                 "object replicated"
+            ),
+            Outcome::Tagged {
+                destination_key,
+                tags,
+            } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                tags,
+                event_name,
+                duration_ms,
+                outcome = "tagged",
+                "replica tags replaced"
             ),
             Outcome::Deleted { destination_key } => tracing::info!(
                 bucket,

@@ -15,26 +15,36 @@ pub(super) struct SourceEndpoint<'a> {
     pub(super) region: &'a str,
 }
 
-/// Reads the source object's head (with its checksum), trying the event's key readings in order until one names
-/// an object. `Ok(None)` means none does, and the bucket exists (a 404 on a missing bucket looks
-/// the same to a HEAD, so one listing confirms it).
+/// Reads the source object's head (with its checksum), trying the event's key readings in order
+/// until one names an object. `Ok(None)` means none does, and the bucket exists (a 404 on a
+/// missing bucket looks the same to a HEAD, so one listing confirms it).
 pub(super) async fn head_source(
     config: &Config,
     event: &ObjectEvent,
     source: &SourceEndpoint<'_>,
 ) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
-    let failed = |failure, operation, key: &str| {
-        ReplicationError::from_s3(
-            failure,
-            operation,
-            Target {
-                side: Side::Source,
-                bucket: &config.source_bucket,
-                key,
-                region: source.region,
-            },
-        )
-    };
+    if let Some(found) = head_readings(config, event, source).await? {
+        return Ok(Some(found));
+    }
+    source
+        .client
+        .list_objects_v2()
+        .bucket(&config.source_bucket)
+        .prefix(&event.key)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|err| source_error(config, source, classify(err), "ListObjectsV2", &event.key))?;
+    Ok(None)
+}
+
+/// As [`head_source`], without confirming the bucket when no reading names an object (for a
+/// second look at a bucket just confirmed).
+pub(super) async fn head_readings(
+    config: &Config,
+    event: &ObjectEvent,
+    source: &SourceEndpoint<'_>,
+) -> Result<Option<(String, HeadObjectOutput)>, ReplicationError> {
     for key in event.key_readings() {
         let response = source
             .client
@@ -49,21 +59,31 @@ pub(super) async fn head_source(
             Err(err) => {
                 let failure = classify(err);
                 if failure.class != FailureClass::NotFound {
-                    return Err(failed(failure, "HeadObject", key));
+                    return Err(source_error(config, source, failure, "HeadObject", key));
                 }
             }
         }
     }
-    source
-        .client
-        .list_objects_v2()
-        .bucket(&config.source_bucket)
-        .prefix(&event.key)
-        .max_keys(1)
-        .send()
-        .await
-        .map_err(|err| failed(classify(err), "ListObjectsV2", &event.key))?;
     Ok(None)
+}
+
+fn source_error(
+    config: &Config,
+    source: &SourceEndpoint<'_>,
+    failure: crate::error::S3Failure,
+    operation: &'static str,
+    key: &str,
+) -> ReplicationError {
+    ReplicationError::from_s3(
+        failure,
+        operation,
+        Target {
+            side: Side::Source,
+            bucket: &config.source_bucket,
+            key,
+            region: source.region,
+        },
+    )
 }
 
 /// The source object a copy is made from, as last read: from its head, or from a listing (then

@@ -10,6 +10,26 @@ use serde_json::Value;
 
 use crate::keys::decode_event_key;
 
+/// The S3 notification event types the function acts on, as a bucket's notification
+/// configuration names them: what the source's notifications must subscribe to. Removals are
+/// needed even when deletes are not replicated: a rollback or an undelete is a removal event.
+pub const NOTIFICATION_EVENTS: [&str; 5] = [
+    "s3:ObjectCreated:*",
+    "s3:ObjectRemoved:*",
+    "s3:LifecycleExpiration:*",
+    "s3:ObjectRestore:Completed",
+    "s3:ObjectTagging:*",
+];
+
+/// The EventBridge detail types from S3 the function acts on: what its rule matches.
+pub const EVENTBRIDGE_DETAIL_TYPES: [&str; 5] = [
+    "Object Created",
+    "Object Deleted",
+    "Object Restore Completed",
+    "Object Tags Added",
+    "Object Tags Deleted",
+];
+
 /// What happened to an object, as far as replication cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectEventKind {
@@ -18,10 +38,13 @@ pub enum ObjectEventKind {
     /// `ObjectRestore:Completed` or EventBridge `Object Restore Completed`: an archived object
     /// can be read again, so copy it.
     Restored,
-    /// `ObjectRemoved:*`, `LifecycleExpiration:*` or EventBridge `Object Deleted`: delete the
-    /// replica, if configured.
+    /// `ObjectRemoved:*`, `LifecycleExpiration:*` or EventBridge `Object Deleted`: copy what is
+    /// current again (a rollback, an undelete), else delete the replica, if configured.
     Removed,
-    /// Any other S3 event (restore started, lifecycle transition, tagging, ACL, replication,
+    /// `ObjectTagging:Put`, `ObjectTagging:Delete` or EventBridge `Object Tags Added` /
+    /// `Object Tags Deleted`: give the replica the source's current tags.
+    Tagged,
+    /// Any other S3 event (restore started, lifecycle transition, ACL, replication,
     /// Intelligent-Tiering): nothing to replicate.
     Other,
 }
@@ -37,6 +60,8 @@ impl ObjectEventKind {
             || event_name.starts_with("LifecycleExpiration:")
         {
             ObjectEventKind::Removed
+        } else if event_name.starts_with("ObjectTagging:") {
+            ObjectEventKind::Tagged
         } else {
             ObjectEventKind::Other
         }
@@ -48,6 +73,7 @@ impl ObjectEventKind {
             "Object Created" => ObjectEventKind::Created,
             "Object Restore Completed" => ObjectEventKind::Restored,
             "Object Deleted" => ObjectEventKind::Removed,
+            "Object Tags Added" | "Object Tags Deleted" => ObjectEventKind::Tagged,
             _ => ObjectEventKind::Other,
         }
     }

@@ -157,8 +157,16 @@ async fn run_task(
         Err(e) => return permanent(format!("undecodable s3Key: {e}")),
     };
     let key = readings.next().unwrap_or_default();
+    // A task names a key, not a change: B converges to A's current state of it, as for a
+    // removal event (copied if A has it, the replica deleted if not and deletes are
+    // replicated); without delete replication a missing key stays a missing source.
+    let kind = if replicator.config().replicate_deletes {
+        ObjectEventKind::Removed
+    } else {
+        ObjectEventKind::Created
+    };
     let event = ObjectEvent {
-        kind: ObjectEventKind::Created,
+        kind,
         event_name: "BatchOperations".into(),
         bucket,
         key,
@@ -190,6 +198,13 @@ async fn run_task(
         }
         Outcome::Skipped(reason) => ("Succeeded", format!("skipped: {reason}")),
         Outcome::Deleted { destination_key } => ("Succeeded", format!("deleted {destination_key}")),
+        Outcome::Tagged {
+            destination_key,
+            tags,
+        } => (
+            "Succeeded",
+            format!("replaced the tags of {destination_key} ({tags})"),
+        ),
         // S3 does not retry it, and the job's completion report names the restore command.
         Outcome::Archived(error) => ("PermanentFailure", error.to_string()),
         Outcome::Failed(error) if error.is_transient() => ("TemporaryFailure", error.to_string()),

@@ -68,6 +68,8 @@ impl From<HandlerError> for Diagnostic {
 pub struct Summary {
     /// Objects copied.
     pub copied: usize,
+    /// Replicas given their source's changed tags.
+    pub tagged: usize,
     /// Replicas deleted.
     pub deleted: usize,
     /// Objects deliberately not replicated.
@@ -90,13 +92,13 @@ pub struct Summary {
 
 impl Summary {
     fn total(&self) -> usize {
-        self.copied + self.deleted + self.skipped + self.archived + self.failed
+        self.copied + self.tagged + self.deleted + self.skipped + self.archived + self.failed
     }
 
     fn metrics(&self) -> crate::metrics::InvocationMetrics {
         crate::metrics::InvocationMetrics {
             copied: self.copied as u64,
-            skipped: (self.skipped + self.deleted) as u64,
+            skipped: (self.skipped + self.deleted + self.tagged) as u64,
             failed: self.failed as u64,
             archived: self.archived as u64,
             bytes: self.bytes,
@@ -122,6 +124,7 @@ impl Summary {
                     .and_then(crate::metrics::lag_since);
                 self.max_lag_ms = self.max_lag_ms.max(lag);
             }
+            Outcome::Tagged { .. } => self.tagged += 1,
             Outcome::Deleted { .. } => self.deleted += 1,
             Outcome::Skipped(_) => self.skipped += 1,
             Outcome::Archived(error) => {

@@ -28,6 +28,8 @@ impl DestinationGrant {
             "s3:AbortMultipartUpload",
             // Reading a replica's head verifies multipart copies and spares repeated ones.
             "s3:GetObject",
+            // A tag change in the source that removes every tag.
+            "s3:DeleteObjectTagging",
         ];
         if self.sends_acl {
             actions.push("s3:PutObjectAcl");
@@ -40,7 +42,8 @@ impl DestinationGrant {
 
     /// The bucket policy document, ready to attach to the destination bucket: writes under the
     /// prefix, listing under it for backfills to find what is missing, and reading the bucket's
-    /// default encryption (whether its ETags are MD5s).
+    /// default encryption (whether its ETags are MD5s) and versioning (the doctor's delete probe
+    /// would leave a delete marker in a versioned bucket).
     pub fn bucket_policy(&self) -> Value {
         let partition = self.role_arn.split(':').nth(1).unwrap_or("aws");
         let mut listing = json!({
@@ -66,10 +69,10 @@ impl DestinationGrant {
                 },
                 listing,
                 {
-                    "Sid": "AllowS3ReplicatorEncryptionRead",
+                    "Sid": "AllowS3ReplicatorBucketSettings",
                     "Effect": "Allow",
                     "Principal": {"AWS": self.role_arn},
-                    "Action": "s3:GetEncryptionConfiguration",
+                    "Action": ["s3:GetEncryptionConfiguration", "s3:GetBucketVersioning"],
                     "Resource": format!("arn:{partition}:s3:::{}", self.bucket),
                 },
             ]
@@ -108,6 +111,7 @@ mod tests {
                 "s3:PutObjectTagging",
                 "s3:AbortMultipartUpload",
                 "s3:GetObject",
+                "s3:DeleteObjectTagging",
                 "s3:PutObjectAcl"
             ])
         );
@@ -115,9 +119,12 @@ mod tests {
         assert_eq!(listing["Action"], "s3:ListBucket");
         assert_eq!(listing["Resource"], "arn:aws:s3:::dst-b");
         assert_eq!(listing["Condition"]["StringLike"]["s3:prefix"], "from-a/*");
-        let encryption = &policy["Statement"][2];
-        assert_eq!(encryption["Action"], "s3:GetEncryptionConfiguration");
-        assert_eq!(encryption["Resource"], "arn:aws:s3:::dst-b");
+        let settings = &policy["Statement"][2];
+        assert_eq!(
+            settings["Action"],
+            json!(["s3:GetEncryptionConfiguration", "s3:GetBucketVersioning"])
+        );
+        assert_eq!(settings["Resource"], "arn:aws:s3:::dst-b");
     }
 
     #[test]
@@ -132,6 +139,7 @@ mod tests {
                 "s3:PutObjectTagging",
                 "s3:AbortMultipartUpload",
                 "s3:GetObject",
+                "s3:DeleteObjectTagging",
                 "s3:DeleteObject"
             ]
         );

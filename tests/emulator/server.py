@@ -66,6 +66,11 @@ if moto.__version__ != MOTO_VERSION:
     sys.exit(f"tests/emulator needs moto {MOTO_VERSION}, found {moto.__version__}")
 
 ACCOUNTS = {"a": "111111111111", "b": "222222222222"}
+# What the function's setup subscribes to (the template's NotificationEvents output).
+NOTIFICATION_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*",
+                       "s3:ObjectRestore:Completed", "s3:ObjectTagging:*"]
+# The longest a held request waits for its release (a test that failed before releasing it).
+HOLD_LIMIT_SECONDS = 600
 
 # moto keeps object tags in one store per account, keyed by the object's bucket and key; a
 # copy made by another account's principal then files the replica's tags under the caller's
@@ -381,9 +386,12 @@ class State:
     faults: list = field(default_factory=list)
     # Asynchronous Lambda invocations received, in order: (function ARN, payload).
     invocations: list = field(default_factory=list)
-    # Writes to make just before a matching request is served: dicts with method,
-    # path_contains, query_contains, skip, count and put {account, bucket, key, body}.
+    # What to do just before a matching request is served: dicts with method, path_contains,
+    # query_contains, skip, count, and put {account, bucket, key, body} (a write to make first)
+    # or hold (the name of a hold: the request waits until the harness releases it).
     triggers: list = field(default_factory=list)
+    # Holds by name: {"arrived": Event set when the request is held, "release": Event}.
+    holds: dict = field(default_factory=dict)
     # Objects in an Intelligent-Tiering archive tier (moto has none): (bucket, key) -> tier.
     archive_tiers: dict = field(default_factory=dict)
     # Objects whose next RestoreObject stays in progress until the harness completes it (moto
@@ -456,7 +464,13 @@ class AuthorizingApp:
         request = Request(environ)
         raw_path = urllib.parse.unquote(environ.get("RAW_URI") or environ.get("PATH_INFO", ""))
         trigger = self.state.take_trigger(request.method, raw_path, environ.get("QUERY_STRING", ""))
-        if trigger is not None:
+        if trigger is not None and "hold" in trigger:
+            hold = trigger["hold"]
+            hold["arrived"].set()
+            # A safety limit far beyond any test, so that a test that fails before releasing
+            # does not leave a server thread waiting forever.
+            hold["release"].wait(timeout=HOLD_LIMIT_SECONDS)
+        elif trigger is not None:
             put = trigger["put"]
             self.control.put_object(put["account"], put["bucket"], put["key"], put["body"])
         self._count(request, raw_path, environ.get("QUERY_STRING", ""))
@@ -473,10 +487,13 @@ class AuthorizingApp:
             return self._error(refused, request)(environ, start_response)
         try:
             answered = self._archive_rules(request, raw_path, environ.get("QUERY_STRING", ""))
+            self._missing_key_rules(request, raw_path, environ.get("QUERY_STRING", ""))
         except Refused as refused:
             return self._error(refused, request)(environ, start_response)
         if answered is not None:
             return answered(environ, start_response)
+        if self._is_get_versioning(request, raw_path, environ.get("QUERY_STRING", "")):
+            return self._versioning_as_s3(environ, start_response)
         if record is None:
             return self.app(environ, start_response)
 
@@ -486,6 +503,41 @@ class AuthorizingApp:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, recording_start_response)
+
+    @staticmethod
+    def _missing_key_rules(request: Request, raw_path: str, query_string: str):
+        """S3 answers 404 NoSuchKey to DeleteObjectTagging on a key that does not exist; moto
+        fails with a 500."""
+        query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+        bucket, _, key = raw_path.split("?", 1)[0][1:].partition("/")
+        if request.method != "DELETE" or "tagging" not in query or not key:
+            return
+        _, bucket_obj = find_bucket(bucket)
+        if bucket_obj is not None and not object_exists(bucket_obj, key):
+            raise Refused(404, "NoSuchKey", "The specified key does not exist.")
+
+    @staticmethod
+    def _is_get_versioning(request: Request, raw_path: str, query_string: str) -> bool:
+        path = raw_path.split("?", 1)[0][1:]
+        query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+        return request.method == "GET" and "versioning" in query and "/" not in path.strip("/")
+
+    def _versioning_as_s3(self, environ, start_response):
+        """GetBucketVersioning as S3 answers it: moto names the document's root element
+        GetBucketVersioningResponse, where S3 (and the SDKs that parse it) use
+        VersioningConfiguration."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture)).replace(
+            b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        headers = [(k, str(len(body)) if k.lower() == "content-length" else v)
+                   for k, v in captured["headers"]]
+        start_response(captured["status"], headers)
+        return [body]
 
     def _count(self, request: Request, raw_path: str, query_string: str):
         """Counts the request by bucket and S3 operation (only those tests ask about)."""
@@ -1052,11 +1104,26 @@ class Harness:
             elif route == "trigger":
                 trigger = {"method": body["method"], "path_contains": body["path_contains"],
                            "query_contains": body.get("query_contains", ""),
-                           "skip": int(body.get("skip", 0)), "count": int(body.get("count", 1)),
-                           "put": body["put"]}
+                           "skip": int(body.get("skip", 0)), "count": int(body.get("count", 1))}
                 with self.state.lock:
+                    if "hold" in body:
+                        trigger["hold"] = self.state.holds.setdefault(
+                            body["hold"], {"arrived": threading.Event(),
+                                           "release": threading.Event()})
+                    else:
+                        trigger["put"] = body["put"]
                     self.state.triggers.append(trigger)
                 result = {"armed": True}
+            elif route == "wait-held":
+                # Returns once a request has met the named hold (and waits there).
+                with self.state.lock:
+                    hold = self.state.holds[body["name"]]
+                result = {"held": hold["arrived"].wait(timeout=HOLD_LIMIT_SECONDS)}
+            elif route == "release":
+                with self.state.lock:
+                    hold = self.state.holds.pop(body["name"])
+                hold["release"].set()
+                result = {"released": True}
             elif route == "stats":
                 with self.state.lock:
                     result = {"denials": self.state.denials,
@@ -1112,7 +1179,7 @@ class Harness:
         self.client("s3", admin).put_bucket_notification_configuration(
             Bucket=bucket,
             NotificationConfiguration={"QueueConfigurations": [
-                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+                {"QueueArn": arn, "Events": NOTIFICATION_EVENTS}]})
         return {"queue_url": url, "queue_arn": arn}
 
     def receive(self, queue_url: str, max_messages: int, min_messages: int) -> dict:

@@ -698,6 +698,22 @@ pub async fn upload_in_parts(
         .unwrap_or_else(|e| panic!("complete upload {key}: {e:?}"));
 }
 
+/// Turns versioning on for `bucket`.
+pub async fn enable_versioning(client: &Client, bucket: &str) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    client
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("versioning on {bucket}: {e:?}"));
+}
+
 /// The request that starts a multipart upload, for [`put_in_parts`] to configure.
 pub type CreateUpload =
     aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;

@@ -1,20 +1,17 @@
 //! The doctor's checks, one function each, run in the order of [`CHECKS`]: a later check uses
 //! what an earlier one found (a key to read, an upload to abort).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{EncodingType, ServerSideEncryption};
-use serde_json::Value;
 
+use super::probe::{Found, Probe};
 use super::report::{
     Check, IDENTITY_POLICY, first_key, identity_statement, info, outcome, skipped,
 };
-use crate::config::Config;
-use crate::copy::Replicator;
+use super::versions::{
+    delete_destination_tags, delete_probe_unsafe, destination_versioning, source_versions,
+};
 use crate::error::classify;
-use crate::invoke::SelfInvoker;
-use crate::ops::policy::DestinationGrant;
 
 /// One named check.
 #[derive(Debug, Clone, Copy)]
@@ -22,26 +19,30 @@ pub(super) enum CheckKind {
     ListSource,
     ReadSourceObject,
     WriteDestination,
+    DeleteDestinationTags,
+    DestinationVersioning,
     DeleteInDestination,
     ListDestination,
     ReadDestinationHead,
     BucketEncryption,
     InvokeSelf,
-    SourceVersioning,
+    SourceVersions,
     DestinationOwnership,
 }
 
 /// Every check, in the order they run.
-pub(super) const CHECKS: [CheckKind; 10] = [
+pub(super) const CHECKS: [CheckKind; 12] = [
     CheckKind::ListSource,
     CheckKind::ReadSourceObject,
     CheckKind::WriteDestination,
+    CheckKind::DeleteDestinationTags,
+    CheckKind::DestinationVersioning,
     CheckKind::DeleteInDestination,
     CheckKind::ListDestination,
     CheckKind::ReadDestinationHead,
     CheckKind::BucketEncryption,
     CheckKind::InvokeSelf,
-    CheckKind::SourceVersioning,
+    CheckKind::SourceVersions,
     CheckKind::DestinationOwnership,
 ];
 
@@ -53,87 +54,16 @@ impl CheckKind {
             CheckKind::ListSource => vec![list_source(probe, found).await],
             CheckKind::ReadSourceObject => vec![read_source_object(probe, found).await],
             CheckKind::WriteDestination => write_destination(probe).await,
-            CheckKind::DeleteInDestination => delete_in_destination(probe).await,
+            CheckKind::DeleteDestinationTags => vec![delete_destination_tags(probe).await],
+            CheckKind::DestinationVersioning => vec![destination_versioning(probe, found).await],
+            CheckKind::DeleteInDestination => delete_in_destination(probe, found).await,
             CheckKind::ListDestination => vec![list_destination(probe, found).await],
             CheckKind::ReadDestinationHead => vec![read_destination_head(probe, found).await],
             CheckKind::BucketEncryption => bucket_encryption(probe).await,
             CheckKind::InvokeSelf => vec![invoke_self(probe).await],
-            CheckKind::SourceVersioning => vec![source_versioning(probe).await],
+            CheckKind::SourceVersions => source_versions(probe, found).await,
             CheckKind::DestinationOwnership => vec![destination_ownership(probe).await],
         }
-    }
-}
-
-/// What the checks share: the clients, the configuration, and the names derived from them.
-pub(super) struct Probe<'a> {
-    config: &'a Config,
-    source: &'a Client,
-    destination: &'a Client,
-    invoker: SelfInvoker<'a>,
-    grant: DestinationGrant,
-    source_bucket_arn: String,
-    destination_bucket_arn: String,
-    source_prefix: String,
-    /// Where a missing write grant goes.
-    bucket_policy_location: String,
-    /// The key the write and delete checks use, under a name of the doctor's own.
-    probe_key: String,
-}
-
-/// What earlier checks found for later ones.
-#[derive(Debug, Default)]
-pub(super) struct Found {
-    /// A source key to read.
-    sample: Option<String>,
-    /// A replica to read.
-    replica: Option<String>,
-}
-
-impl<'a> Probe<'a> {
-    pub(super) fn new(replicator: &'a Replicator, invoker: SelfInvoker<'a>) -> Self {
-        let config = replicator.config();
-        let clients = replicator.clients();
-        let role = config
-            .function_role_arn
-            .clone()
-            .unwrap_or_else(|| "arn:aws:iam::ACCOUNT_A:role/FUNCTION_ROLE".into());
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        Probe {
-            config,
-            source: clients.source(),
-            destination: clients.destination(),
-            invoker,
-            grant: DestinationGrant {
-                role_arn: role,
-                bucket: config.destination_bucket.clone(),
-                prefix: config.destination_prefix.clone(),
-                sends_acl: config.destination_acl.is_some(),
-                replicate_deletes: config.replicate_deletes,
-            },
-            source_bucket_arn: format!("arn:aws:s3:::{}", config.source_bucket),
-            destination_bucket_arn: format!("arn:aws:s3:::{}", config.destination_bucket),
-            source_prefix: config.source_prefix.clone().unwrap_or_default(),
-            bucket_policy_location: format!(
-                "the bucket policy of {} (account B), and {IDENTITY_POLICY}",
-                config.destination_bucket
-            ),
-            probe_key: format!(
-                "{}.s3-replicator-doctor/probe-{stamp}",
-                config.destination_prefix
-            ),
-        }
-    }
-
-    /// The statement of B's bucket policy numbered `index`, as the generator writes it.
-    fn bucket_statement(&self, index: usize) -> Value {
-        self.grant.bucket_policy()["Statement"][index].clone()
-    }
-
-    fn probe_arn(&self) -> String {
-        format!("{}/{}", self.destination_bucket_arn, self.probe_key)
     }
 }
 
@@ -268,11 +198,20 @@ async fn abort_destination_upload(probe: &Probe<'_>, upload_id: &str) -> Check {
     )
 }
 
-/// Deleting in the destination, when deletes are replicated: a key that does not exist.
-async fn delete_in_destination(probe: &Probe<'_>) -> Vec<Check> {
+/// Deleting in the destination, when deletes are replicated: a key that does not exist, where
+/// that leaves nothing behind (B not versioned).
+async fn delete_in_destination(probe: &Probe<'_>, found: &Found) -> Vec<Check> {
     let config = probe.config;
     if !config.replicate_deletes {
         return Vec::new();
+    }
+    if let Some(why) = delete_probe_unsafe(found) {
+        return vec![skipped(
+            "delete in destination",
+            vec!["s3:DeleteObject"],
+            probe.probe_arn(),
+            why,
+        )];
     }
     let deleted = probe
         .destination
@@ -442,25 +381,6 @@ async fn invoke_self(probe: &Probe<'_>) -> Check {
         invoked,
         IDENTITY_POLICY,
         identity_statement(&["lambda:InvokeFunction"], arn),
-    )
-}
-
-/// The source's versioning, where readable (not granted by default: informational only).
-async fn source_versioning(probe: &Probe<'_>) -> Check {
-    let versioning = probe
-        .source
-        .get_bucket_versioning()
-        .bucket(&probe.config.source_bucket)
-        .send()
-        .await;
-    info(
-        "source versioning",
-        "s3:GetBucketVersioning",
-        probe.source_bucket_arn.clone(),
-        versioning.map(|v| match v.status() {
-            Some(status) => format!("{status}: parts are copied by version id"),
-            None => "never enabled: parts are copied on condition of the ETag".into(),
-        }),
     )
 }
 

@@ -2,15 +2,19 @@
 //! and, for each that fails, names the statement that is missing and where it goes.
 //!
 //! Nothing is left behind: the write to B is a multipart upload that is created (with the
-//! configured ACL, tags, storage class and KMS key) and aborted; the delete check deletes a key
-//! that does not exist; the self-invocation check is a Lambda `DryRun`, which runs nothing.
+//! configured ACL, tags, storage class and KMS key) and aborted; the delete checks delete a key
+//! that does not exist (and its tags), and not at all in a versioned B, where that would leave a
+//! delete marker; the self-invocation check is a Lambda `DryRun`, which runs nothing.
 
 mod checks;
+mod probe;
 mod report;
+mod versions;
 
 use crate::copy::Replicator;
 use crate::invoke::SelfInvoker;
-use checks::{CHECKS, Found, Probe};
+use checks::CHECKS;
+use probe::{Found, Probe};
 pub use report::{Check, DoctorReport, Status};
 
 /// Runs every check; `invoker` is the function's own ARN and Lambda client when it runs as the
