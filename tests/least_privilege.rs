@@ -17,7 +17,7 @@ use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::ops::doctor::{Status, run_doctor};
 use serde_json::{Value, json};
-use support::{FUNCTION_ARN, World, WorldOptions};
+use support::{FUNCTION_ARN, World, WorldOptions, versioned_run};
 
 const MIB: usize = 1024 * 1024;
 
@@ -564,7 +564,16 @@ async fn every_granted_action_is_needed_by_a_feature() {
     for (action, features) in EXPECTED {
         let broken = broken_features(Some(action)).await;
         let names: Vec<&str> = broken.iter().map(|(feature, _)| *feature).collect();
-        if names != *features {
+        // On a versioned B the doctor's delete probe stands down (it would leave a delete
+        // marker), so the doctor no longer needs s3:DeleteObject.
+        let features: Vec<&str> = features
+            .iter()
+            .copied()
+            .filter(|f| {
+                !(versioned_run() && action.ends_with("/s3:DeleteObject") && *f == "doctor")
+            })
+            .collect();
+        if names != features {
             mismatches.push(format!("without {action}: {broken:#?}"));
         }
         // The error says what is missing: one of the broken features' errors names the action.

@@ -55,7 +55,9 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.s3.models import FakeKey, S3Backend, s3_backends
+from moto.s3 import notifications as s3_notifications
+from moto.s3.models import FakeDeleteMarker, FakeKey, S3Backend, s3_backends
+from moto.s3.responses import S3Response
 from moto.utilities.tagging_service import TaggingService
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -117,6 +119,31 @@ def _complete_with_default_checksum(self, *args, **kwargs):
 
 
 S3Backend.complete_multipart_upload = _complete_with_default_checksum
+
+# S3 sends s3:ObjectTagging:Put for PutObjectTagging only; moto sends it too for every upload and
+# copy that sets tags (and for every multipart upload completed), besides their ObjectCreated.
+_TAGGING_REQUEST = threading.local()
+_send_event = s3_notifications.send_event
+_put_object_tagging_request = S3Response.put_object_tagging
+
+
+def _send_event_as_s3(account_id, event_name, bucket, key):
+    if (event_name == s3_notifications.S3NotificationEvent.OBJECT_TAGGING_PUT_EVENT
+            and not getattr(_TAGGING_REQUEST, "active", False)):
+        return
+    _send_event(account_id, event_name, bucket, key)
+
+
+def _put_object_tagging_as_s3(self, *args, **kwargs):
+    _TAGGING_REQUEST.active = True
+    try:
+        return _put_object_tagging_request(self, *args, **kwargs)
+    finally:
+        _TAGGING_REQUEST.active = False
+
+
+s3_notifications.send_event = _send_event_as_s3
+S3Response.put_object_tagging = _put_object_tagging_as_s3
 REGION = "us-east-1"
 PARTITION = "aws"
 ROOT = Path(__file__).resolve().parents[2]
@@ -794,12 +821,16 @@ class AuthorizingApp:
 
     @staticmethod
     def _check_copy_condition(copy_source, headers):
+        src_bucket, src_key, src_version = parse_copy_source(copy_source)
+        _, bucket_obj = find_bucket(src_bucket)
+        current = bucket_obj.keys.get(src_key) if bucket_obj is not None else None
+        if src_version is None and isinstance(current, FakeDeleteMarker):
+            # S3: the current version is a delete marker, so the key has no object (moto fails
+            # with a 500).
+            raise Refused(404, "NoSuchKey", "The specified key does not exist.")
         wanted = headers.get("x-amz-copy-source-if-match")
         if not wanted:
             return
-        src_bucket, src_key, _ = parse_copy_source(copy_source)
-        _, bucket_obj = find_bucket(src_bucket)
-        current = bucket_obj.keys.get(src_key) if bucket_obj is not None else None
         if current is not None and current.etag.strip('"') != wanted.strip('"'):
             raise Refused(412, "PreconditionFailed",
                           "At least one of the pre-conditions you specified did not hold")

@@ -60,6 +60,11 @@ pub fn keep_log(name: &str, text: &str) {
 /// there, which scripts/test.sh prints after the run (the test harness hides a passing test's
 /// output).
 pub fn report_figures(text: &str) {
+    let text = if versioned_run() {
+        format!("versioned buckets: {text}")
+    } else {
+        text.to_string()
+    };
     println!("{text}");
     let Some(directory) = std::env::var_os("S3R_TEST_LOG_DIR") else {
         return;
@@ -295,6 +300,14 @@ pub struct World {
     pub role_policies: Value,
     /// Actions left out of the bucket policy B attaches.
     pub drop_bucket_actions: Vec<String>,
+    /// Whether both buckets are versioned (the test command's versioned run).
+    pub versioned: bool,
+}
+
+/// Whether this is the versioned run of the suites (`S3R_TEST_VERSIONED=1`, set by
+/// `scripts/test.sh`): every world's buckets are then versioned from the start.
+pub fn versioned_run() -> bool {
+    std::env::var("S3R_TEST_VERSIONED").is_ok_and(|v| v == "1")
 }
 
 impl World {
@@ -365,7 +378,12 @@ impl World {
             role_arn,
             function_keys: Keys::from_json(&role),
             drop_bucket_actions: options.drop_bucket_actions.clone(),
+            versioned: versioned_run(),
         };
+        if world.versioned {
+            enable_versioning(&world.admin_a, &world.source_bucket).await;
+            enable_versioning(&world.admin_b, &world.destination_bucket).await;
+        }
         if !options.without_bucket_policy {
             world.attach_bucket_policy().await;
         }
