@@ -19,7 +19,7 @@ cargo test "$@" 2>&1 | tee "$logs/run/cargo-test.log"
 if [ $# -eq 0 ]; then
   export S3R_TEST_VERSIONED=1
   cargo test --test event_mode --test multipart --test backfill --test doctor \
-    --test least_privilege --test versions --test identity 2>&1 | tee "$logs/run/cargo-test-versioned.log"
+    --test least_privilege --test versions 2>&1 | tee "$logs/run/cargo-test-versioned.log"
   cargo test --test faults event_mode 2>&1 | tee -a "$logs/run/cargo-test-versioned.log"
   unset S3R_TEST_VERSIONED
 fi

@@ -181,7 +181,25 @@ async fn run_task(
     let started = std::time::Instant::now();
     let outcome = replicator.replicate(&event).await;
     outcome.log(&event, started.elapsed());
-    let (result_code, result_string) = match &outcome {
+    let (result_code, result_string) = task_result(
+        &outcome,
+        &replicator.config().destination_bucket,
+        missing_source_code,
+    );
+    TaskResult {
+        task_id: task.task_id,
+        result_code,
+        result_string,
+    }
+}
+
+/// A task's result code and string for an object's outcome.
+fn task_result(
+    outcome: &Outcome,
+    destination_bucket: &str,
+    missing_source_code: &'static str,
+) -> (&'static str, String) {
+    match outcome {
         Outcome::Copied {
             destination_key,
             bytes,
@@ -190,7 +208,7 @@ async fn run_task(
             "Succeeded",
             format!(
                 "copied {bytes} bytes to s3://{}/{destination_key}",
-                replicator.config().destination_bucket
+                destination_bucket
             ),
         ),
         Outcome::Skipped(SkipReason::SourceGone) => {
@@ -209,11 +227,6 @@ async fn run_task(
         Outcome::Archived(error) => ("PermanentFailure", error.to_string()),
         Outcome::Failed(error) if error.is_transient() => ("TemporaryFailure", error.to_string()),
         Outcome::Failed(error) => ("PermanentFailure", error.to_string()),
-    };
-    TaskResult {
-        task_id: task.task_id,
-        result_code,
-        result_string,
     }
 }
 
