@@ -127,8 +127,9 @@ impl Config {
         Ok(Self {
             source_bucket,
             destination_bucket,
-            destination_prefix: get("DESTINATION_PREFIX").unwrap_or_default(),
-            source_prefix: get("SOURCE_PREFIX"),
+            destination_prefix: policy_prefix("DESTINATION_PREFIX", get("DESTINATION_PREFIX"))?
+                .unwrap_or_default(),
+            source_prefix: policy_prefix("SOURCE_PREFIX", get("SOURCE_PREFIX"))?,
             destination_acl,
             destination_storage_class,
             destination_kms_key_id: get("DESTINATION_KMS_KEY_ID"),
@@ -224,6 +225,32 @@ fn adaptive_retry(value: Option<String>) -> Result<bool, ConfigError> {
             "S3_RETRY_MODE",
             format!("{other:?} is not allowed: use adaptive or standard"),
         )),
+    }
+}
+
+/// A key prefix that policies name: IAM reads `*` and `?` in a resource as wildcards and `${`
+/// as the start of a policy variable, so a prefix with them would grant other keys than its own.
+fn policy_prefix(
+    variable: &'static str,
+    value: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(prefix) if prefix_problem(&prefix).is_some() => Err(ConfigError::new(
+            variable,
+            format!("{prefix:?} {}", prefix_problem(&prefix).unwrap_or_default()),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Why a prefix cannot be written into an IAM policy, if it cannot.
+pub fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    if prefix.contains('*') || prefix.contains('?') {
+        Some("contains * or ?, which IAM reads as wildcards in a policy's resource")
+    } else if prefix.contains("${") {
+        Some("contains ${, which IAM reads as the start of a policy variable")
+    } else {
+        None
     }
 }
 
@@ -387,6 +414,22 @@ mod tests {
         assert_eq!(err.variable, "DESTINATION_BUCKET");
         let err = config(&[("DESTINATION_BUCKET", "dst-b")]).unwrap_err();
         assert_eq!(err.variable, "SOURCE_BUCKET");
+    }
+
+    #[test]
+    fn refuses_prefixes_iam_would_read_as_wildcards_or_variables() {
+        for prefix in ["logs/*", "a?b/", "from-${aws:username}/"] {
+            for variable in ["DESTINATION_PREFIX", "SOURCE_PREFIX"] {
+                let error = Config::from_lookup(|name| match name {
+                    "SOURCE_BUCKET" => Some("source-a".into()),
+                    "DESTINATION_BUCKET" => Some("replica-b".into()),
+                    n if n == variable => Some(prefix.into()),
+                    _ => None,
+                })
+                .unwrap_err();
+                assert!(error.to_string().contains(variable), "{error}");
+            }
+        }
     }
 
     #[test]

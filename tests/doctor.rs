@@ -193,6 +193,15 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
     let table = report.to_table();
     assert!(table.contains("FAIL  write destination"), "{table}");
     assert!(table.contains("NOT healthy"), "{table}");
+
+    // Invoked, the doctor fails the invocation, with the report and the statements to add.
+    let error = handle_payload(&json!({"doctor": {}}), &world.replicator().await)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("failing check"), "{error}");
+    assert!(error.contains("FAIL  write destination"), "{error}");
+    assert!(error.contains("AllowS3ReplicatorWrites"), "{error}");
 }
 
 #[tokio::test]

@@ -41,6 +41,11 @@ const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
         &["sqs:SendMessage"],
         "DeadLetterQueue",
     ),
+    (
+        "WriteLogs",
+        &["logs:CreateLogStream", "logs:PutLogEvents"],
+        "ReplicatorLogGroup",
+    ),
 ];
 
 const FEATURES: [&str; 10] = [

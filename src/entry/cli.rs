@@ -91,5 +91,8 @@ pub fn parse_grant(args: &[String]) -> Result<DestinationGrant, UsageError> {
     if grant.bucket.is_empty() {
         return Err(UsageError("--bucket is required".into()));
     }
+    if let Some(problem) = crate::config::prefix_problem(&grant.prefix) {
+        return Err(UsageError(format!("--prefix {:?} {problem}", grant.prefix)));
+    }
     Ok(grant)
 }

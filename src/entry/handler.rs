@@ -35,6 +35,14 @@ pub enum HandlerError {
     /// A backfill stopped early (a listing failed, or the next hop could not be started).
     #[error(transparent)]
     Backfill(#[from] BackfillError),
+    /// The permission doctor found checks failing: the report, with the statements to add.
+    #[error("the permission doctor found {failing} failing check(s):\n{report}")]
+    Unhealthy {
+        /// How many checks failed.
+        failing: usize,
+        /// The doctor's report as a table.
+        report: String,
+    },
     /// Some objects failed; the others were replicated.
     #[error("{failed} of {total} objects failed to replicate; first failure: {first}")]
     ObjectsFailed {
@@ -55,6 +63,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Backfill(BackfillError::InvalidRequest(_)) => "InvalidRequest",
             HandlerError::Backfill(_) => "BackfillFailed",
             HandlerError::ObjectsFailed { .. } => "ReplicationFailed",
+            HandlerError::Unhealthy { .. } => "DoctorFoundProblems",
         };
         Diagnostic {
             error_type: error_type.to_string(),
@@ -230,6 +239,19 @@ pub async fn handle_with_context(
         };
         let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
         tracing::info!(healthy = report.healthy, "permission doctor ran");
+        // A failing check fails the invocation, so that automation (a deploy pipeline, a
+        // scheduled check) sees it.
+        if !report.healthy {
+            let failing = report
+                .checks
+                .iter()
+                .filter(|c| c.status == crate::ops::doctor::Status::Fail)
+                .count();
+            return Err(HandlerError::Unhealthy {
+                failing,
+                report: report.to_table(),
+            });
+        }
         return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
     }
     if is_batch_job(payload) {

@@ -880,7 +880,8 @@ def _cfn_constructor(name):
     return construct
 
 
-for _tag in ["Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Condition"]:
+for _tag in ["Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Condition",
+             "FindInMap"]:
     CfnLoader.add_constructor(f"!{_tag}", _cfn_constructor(_tag))
 
 NO_VALUE = object()
@@ -941,7 +942,7 @@ class TemplateRenderer:
                 if attribute == "Arn":
                     kind = self.template["Resources"][resource]["Type"].split("::")[1].lower()
                     return f"arn:aws:{kind}:{REGION}:{self.account}:{resource}"
-                raise ValueError(f"cannot resolve GetAtt {resource}.{attribute}")
+                return f"{resource}.{attribute}"
             if key == "Fn::If":
                 name, then, otherwise = arg
                 return self.resolve(then if self.conditions[name] else otherwise)
@@ -953,6 +954,15 @@ class TemplateRenderer:
             if key == "Fn::Join":
                 separator, items = arg
                 return separator.join(str(i) for i in self.resolve(items))
+            if key == "Fn::FindInMap":
+                mapping, first, second = (str(self.resolve(a)) for a in arg)
+                return self.template["Mappings"][mapping][first][second]
+            if key == "Fn::And":
+                return all(self.resolve(a) for a in arg)
+            if key == "Fn::Or":
+                return any(self.resolve(a) for a in arg)
+            if key == "Fn::Condition":
+                return self.conditions[arg]
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not NO_VALUE}
 
 
@@ -966,8 +976,8 @@ def function_role_policies(parameters: dict, template_path: Path, account: str) 
         raise ValueError(f"template.yaml should define one IAM role, found {len(roles)}")
     (role_name, role), = roles.items()
     policies = {
-        policy["PolicyName"]: renderer.resolve(policy["PolicyDocument"])
-        for policy in role["Properties"]["Policies"]
+        policy["PolicyName"]: policy["PolicyDocument"]
+        for policy in renderer.resolve(role["Properties"]["Policies"])
     }
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::IAM::RolePolicy":
@@ -992,6 +1002,52 @@ def template_outputs(parameters: dict, template_path: Path, account: str, role_a
             continue
         outputs[name] = renderer.resolve(output["Value"])
     return outputs
+
+
+def parameter_errors(template: dict, parameters: dict) -> list:
+    """What CloudFormation would refuse in `parameters` before creating anything: values outside
+    a parameter's AllowedPattern, AllowedValues, MinValue or MaxValue, and Rules assertions that
+    do not hold."""
+    errors = []
+    for name, spec in template.get("Parameters", {}).items():
+        value = str(parameters.get(name, spec.get("Default", "")))
+        if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
+            errors.append(f"{name}: {spec.get('ConstraintDescription', spec['AllowedPattern'])}")
+        if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+            errors.append(f"{name}: one of {spec['AllowedValues']}")
+        if spec.get("Type") == "Number":
+            number = float(value) if re.fullmatch(r"-?[0-9.]+", value) else None
+            if number is None:
+                errors.append(f"{name}: a number")
+            elif "MinValue" in spec and number < spec["MinValue"] or (
+                    "MaxValue" in spec and number > spec["MaxValue"]):
+                errors.append(f"{name}: from {spec.get('MinValue')} to {spec.get('MaxValue')}")
+    if errors:
+        return errors
+    renderer = TemplateRenderer(template, parameters, ACCOUNTS["a"])
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not renderer.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not renderer.resolve(assertion["Assert"]):
+                errors.append(f"{name}: {assertion.get('AssertDescription', '').strip()}")
+    return errors
+
+
+def rendered_template(parameters: dict, template_path: Path) -> dict:
+    """template.yaml for `parameters` as CloudFormation would create it: the parameter errors it
+    would refuse the stack with, else the resources whose conditions hold, resolved."""
+    template = yaml.load(template_path.read_text(), Loader=CfnLoader)
+    errors = parameter_errors(template, parameters)
+    if errors:
+        return {"errors": errors}
+    renderer = TemplateRenderer(template, parameters, ACCOUNTS["a"])
+    resources = {
+        name: renderer.resolve(resource)
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or renderer.conditions[resource["Condition"]]
+    }
+    return {"errors": [], "resources": resources}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1107,6 +1163,8 @@ class Harness:
                     if not found:
                         raise ValueError(f"no action {action} in statement {sid} of template.yaml")
                 result = self.create_role("a", body["name"], policies)
+            elif route == "template":
+                result = rendered_template(body.get("parameters", {}), self.template)
             elif route == "template-outputs":
                 result = template_outputs(body.get("parameters", {}), self.template, ACCOUNTS["a"],
                                           body["role_arn"])
