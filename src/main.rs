@@ -1,5 +1,5 @@
 //! The function binary: under Lambda it serves invocations; with a command (`bucket-policy`,
-//! `doctor`) it runs that command and exits.
+//! `merge-policy`, `subscribe`, `unsubscribe`, `doctor`) it runs that command and exits.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -7,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if !args.is_empty() {
         if let Err(error) = s3_replicator::entry::cli::run(&args).await {
             eprintln!("{error}");
-            std::process::exit(2);
+            std::process::exit(error.exit_code());
         }
         return Ok(());
     }

@@ -1,5 +1,7 @@
-//! Operating the function: the permission doctor and the bucket policy account B attaches.
+//! Operating the function: the permission doctor, the bucket policy account B attaches, and the
+//! setup commands that merge the function's notification and statements into what is there.
 //! Built on the copy path and the self-invocation; the entry points call it.
 
 pub mod doctor;
 pub mod policy;
+pub mod setup;

@@ -33,6 +33,7 @@ once it serves, and exits when its standard input closes (so it never outlives i
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ import sys
 import threading
 import urllib.parse
 import uuid
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -381,6 +383,45 @@ def acl_and_tagging_checks(bucket, key, headers) -> list[Check]:
 # The layer
 
 
+def notifications_overlap(body: bytes) -> bool:
+    """Whether two notifications of a NotificationConfiguration document share an event type
+    (`s3:ObjectCreated:*` covers `s3:ObjectCreated:Put`) for keys both filters match (one prefix
+    starts with the other, one suffix ends with the other)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return False
+
+    def local(tag):
+        return tag.rsplit("}", 1)[-1]
+
+    entries = []
+    for configuration in root:
+        if local(configuration.tag) not in ("QueueConfiguration", "TopicConfiguration",
+                                            "CloudFunctionConfiguration"):
+            continue
+        events, rules = [], {"prefix": "", "suffix": ""}
+        for element in configuration.iter():
+            if local(element.tag) == "Event":
+                events.append(element.text or "")
+            if local(element.tag) == "FilterRule":
+                fields = {local(child.tag): child.text or "" for child in element}
+                rules[fields.get("Name", "").lower()] = fields.get("Value", "")
+        entries.append((events, rules["prefix"], rules["suffix"]))
+
+    def events_overlap(a, b):
+        return a == b or (a.endswith("*") and b.startswith(a[:-1])) or \
+            (b.endswith("*") and a.startswith(b[:-1]))
+
+    for i, (events_a, prefix_a, suffix_a) in enumerate(entries):
+        for events_b, prefix_b, suffix_b in entries[i + 1:]:
+            keys = (prefix_a.startswith(prefix_b) or prefix_b.startswith(prefix_a)) and \
+                (suffix_a.endswith(suffix_b) or suffix_b.endswith(suffix_a))
+            if keys and any(events_overlap(a, b) for a in events_a for b in events_b):
+                return True
+    return False
+
+
 def find_bucket(name):
     entry = s3_backends.bucket_accounts.get(name)
     if not entry:
@@ -521,6 +562,14 @@ class AuthorizingApp:
             return answered(environ, start_response)
         if self._is_get_versioning(request, raw_path, environ.get("QUERY_STRING", "")):
             return self._versioning_as_s3(environ, start_response)
+        notification_bucket = self._notification_bucket(raw_path, environ.get("QUERY_STRING", ""))
+        if notification_bucket and request.method == "PUT":
+            try:
+                self._refuse_overlapping_notifications(environ)
+            except Refused as refused:
+                return self._error(refused, request)(environ, start_response)
+        elif notification_bucket and request.method == "GET":
+            return self._notification_as_s3(notification_bucket, environ, start_response)
         if record is None:
             return self.app(environ, start_response)
 
@@ -548,6 +597,50 @@ class AuthorizingApp:
         path = raw_path.split("?", 1)[0][1:]
         query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
         return request.method == "GET" and "versioning" in query and "/" not in path.strip("/")
+
+    @staticmethod
+    def _notification_bucket(raw_path: str, query_string: str) -> str | None:
+        path = raw_path.split("?", 1)[0][1:].strip("/")
+        query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+        return path if "notification" in query and path and "/" not in path else None
+
+    @staticmethod
+    def _refuse_overlapping_notifications(environ):
+        """S3 refuses a notification configuration in which two notifications share an event type
+        and their prefix and suffix filters overlap; moto stores it."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        if notifications_overlap(body):
+            raise Refused(400, "InvalidArgument", "Configurations overlap. Configurations on the "
+                          "same bucket cannot share a common event type.")
+
+    def _notification_as_s3(self, bucket: str, environ, start_response):
+        """GetBucketNotificationConfiguration as S3 answers it: with the EventBridgeConfiguration
+        element when the bucket sends its events to EventBridge (moto leaves it out, so a
+        read-modify-write of the configuration would turn EventBridge off)."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        _, bucket_obj = find_bucket(bucket)
+        config = getattr(bucket_obj, "notification_configuration", None)
+        if captured["status"].startswith("200") and config is not None \
+                and config.event_bridge is not None:
+            element = b"<EventBridgeConfiguration></EventBridgeConfiguration>"
+            if b"</NotificationConfiguration>" in body:
+                body = body.replace(b"</NotificationConfiguration>",
+                                    element + b"</NotificationConfiguration>")
+            else:
+                body = re.sub(rb"<NotificationConfiguration([^>]*)/>",
+                              rb"<NotificationConfiguration\1>" + element + rb"</NotificationConfiguration>",
+                              body)
+        headers = [(k, str(len(body)) if k.lower() == "content-length" else v)
+                   for k, v in captured["headers"]]
+        start_response(captured["status"], headers)
+        return [body]
 
     def _versioning_as_s3(self, environ, start_response):
         """GetBucketVersioning as S3 answers it: moto names the document's root element
@@ -1168,6 +1261,8 @@ class Harness:
             elif route == "template-outputs":
                 result = template_outputs(body.get("parameters", {}), self.template, ACCOUNTS["a"],
                                           body["role_arn"])
+            elif route == "queue":
+                result = self.create_queue(body["queue"])
             elif route == "queue-notifications":
                 result = self.queue_notifications(body["bucket"], body["queue"])
             elif route == "receive":
@@ -1260,11 +1355,17 @@ class Harness:
             data = char.encode() * int(count)
         self.client("s3", self.admins[account]).put_object(Bucket=bucket, Key=key, Body=data)
 
-    def queue_notifications(self, bucket: str, queue: str) -> dict:
-        admin = self.admins["a"]
-        sqs = self.client("sqs", admin)
+    def create_queue(self, queue: str) -> dict:
+        """Creates an SQS queue in account A."""
+        sqs = self.client("sqs", self.admins["a"])
         url = sqs.create_queue(QueueName=queue)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {"queue_url": url, "queue_arn": arn}
+
+    def queue_notifications(self, bucket: str, queue: str) -> dict:
+        admin = self.admins["a"]
+        created = self.create_queue(queue)
+        url, arn = created["queue_url"], created["queue_arn"]
         self.client("s3", admin).put_bucket_notification_configuration(
             Bucket=bucket,
             NotificationConfiguration={"QueueConfigurations": [
