@@ -10,6 +10,9 @@ pub struct SelfInvoker<'a> {
     pub client: Option<&'a aws_sdk_lambda::Client>,
     /// The ARN this invocation was made with (`context.invoked_function_arn`).
     pub function_arn: Option<&'a str>,
+    /// This invocation's request id, when under Lambda (a retried asynchronous invocation keeps
+    /// it): how a backfill hop tells Lambda's retry of itself from a duplicate delivery.
+    pub request_id: Option<&'a str>,
 }
 
 impl SelfInvoker<'_> {

@@ -21,6 +21,8 @@ pub struct InvocationMetrics {
     pub bytes: i64,
     /// The longest time from an event to its copy completing, in milliseconds.
     pub max_lag_ms: Option<u64>,
+    /// Keys a backfill hop listed in the source (none for events).
+    pub listed: Option<u64>,
 }
 
 /// The EMF document for one invocation of `function_name` at `timestamp_ms`.
@@ -51,6 +53,10 @@ pub fn emf_document(function_name: &str, timestamp_ms: u64, metrics: &Invocation
     if let Some(lag) = metrics.max_lag_ms {
         definitions.push(json!({"Name": "ReplicationLag", "Unit": "Milliseconds"}));
         document["ReplicationLag"] = json!(lag);
+    }
+    if let Some(listed) = metrics.listed {
+        definitions.push(json!({"Name": "BackfillKeysListed", "Unit": "Count"}));
+        document["BackfillKeysListed"] = json!(listed);
     }
     document["_aws"]["CloudWatchMetrics"][0]["Metrics"] = Value::Array(definitions);
     document
@@ -91,8 +97,9 @@ mod tests {
             archived: 1,
             bytes: 4096,
             max_lag_ms: Some(1500),
+            listed: Some(7),
         };
-        let document = emf_document("s3-replicator-replicator", 1_700_000_000_000, &metrics);
+        let document = emf_document("s3-replicator", 1_700_000_000_000, &metrics);
         let directive = &document["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "S3Replicator");
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
@@ -110,7 +117,8 @@ mod tests {
                 "ObjectsFailed",
                 "ObjectsArchived",
                 "BytesCopied",
-                "ReplicationLag"
+                "ReplicationLag",
+                "BackfillKeysListed"
             ]
         );
         for name in names {
@@ -120,6 +128,7 @@ mod tests {
         assert_eq!(document["_aws"]["Timestamp"], 1_700_000_000_000u64);
         let without_lag = emf_document("f", 0, &InvocationMetrics::default());
         assert!(without_lag.get("ReplicationLag").is_none());
+        assert!(without_lag.get("BackfillKeysListed").is_none());
     }
 
     #[test]

@@ -167,32 +167,42 @@ async fn backfill_without_the_bucket_policy_fails_loudly() {
     .await;
     world.put_source("a.txt", b"a").await;
     world.put_source("b.txt", b"b").await;
-    let error = handle_payload(&json!({"backfill": {}}), &world.replicator().await)
-        .await
-        .unwrap_err()
-        .to_string();
+    let attach = |keep: &'static str| {
+        let mut policy = world.grant().bucket_policy();
+        policy["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|statement| statement["Sid"] == keep);
+        world
+            .admin_b
+            .put_bucket_policy()
+            .bucket(&world.destination_bucket)
+            .policy(policy.to_string())
+            .send()
+    };
+
+    // No grant at all: the backfill cannot even take its lock, and says which grant is missing.
+    let backfill = || async {
+        handle_payload(&json!({"backfill": {}}), &world.replicator().await)
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    let error = backfill().await;
+    assert!(error.contains("backfill lock"), "{error}");
+    assert!(error.contains("must allow s3:PutObject"), "{error}");
+
+    // Writes without the listing grant: the listing fails, named, with where to resume.
+    attach("AllowS3ReplicatorWrites").await.unwrap();
+    let error = backfill().await;
     assert!(error.contains("ListObjectsV2"), "{error}");
     assert!(error.contains("must allow s3:ListBucket"), "{error}");
     assert!(error.contains("resume with"), "{error}");
 
-    // With only the listing statement, every copy fails: counted, named, and the run fails.
-    let mut policy = world.grant().bucket_policy();
-    policy["Statement"].as_array_mut().unwrap().remove(0);
-    world
-        .admin_b
-        .put_bucket_policy()
-        .bucket(&world.destination_bucket)
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap();
-    let error = handle_payload(&json!({"backfill": {}}), &world.replicator().await)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.starts_with("2 objects failed to copy"), "{error}");
-    assert!(error.contains("\"failed\":2"), "{error}");
-    assert!(error.contains("AccessDenied"), "{error}");
+    // Listing without the writes: the lock is refused again, before any copy is tried.
+    attach("AllowS3ReplicatorBackfillListing").await.unwrap();
+    let error = backfill().await;
+    assert!(error.contains("must allow s3:PutObject"), "{error}");
     assert!(world.destination_keys().await.is_empty());
 
     // Once the grant is in place, a re-run copies them.
@@ -201,6 +211,35 @@ async fn backfill_without_the_bucket_policy_fails_loudly() {
         .await
         .unwrap();
     assert_eq!(report["copied"], 2, "{report}");
+}
+
+/// Without `s3:GetObject` in B's policy, S3 answers a read of a missing marker and of a present one
+/// alike (403): the first backfill takes the lock by creating it; the next finds the marker there
+/// and unreadable, and says which grant is missing instead of retrying.
+#[tokio::test]
+async fn a_lock_that_cannot_be_read_is_named_not_retried() {
+    let world = World::new(
+        "bflocknoget",
+        WorldOptions {
+            drop_bucket_actions: vec!["s3:GetObject".to_string()],
+            ..Default::default()
+        },
+    )
+    .await;
+    world.put_source("a.txt", b"a").await;
+    let replicator = world.replicator().await;
+    let report = handle_payload(&json!({"backfill": {}}), &replicator)
+        .await
+        .unwrap();
+    assert_eq!(report["copied"], 1, "{report}");
+    let (second, operations) = world
+        .operations_during(handle_payload(&json!({"backfill": {}}), &replicator))
+        .await;
+    let error = second.unwrap_err().to_string();
+    assert!(error.contains("backfill lock"), "{error}");
+    assert!(error.contains("s3:GetObject"), "{error}");
+    // One read and one refused create: no retries, no listing.
+    assert_eq!(operations.values().sum::<u64>(), 2, "{operations:?}");
 }
 
 #[tokio::test]
@@ -314,6 +353,7 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
         function_arn: Some(FUNCTION_ARN),
         lambda: Some(&lambda),
         function_name: None,
+        request_id: None,
     };
 
     let first = s3_replicator::handle_with_context(
@@ -340,7 +380,9 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     let mut delivered = 0;
     let mut continued = 0;
     loop {
-        let queued = world.emulator.harness("invocations", json!({}));
+        let queued = world
+            .emulator
+            .harness("invocations", json!({"role_arn": world.role_arn}));
         let queued = queued["invocations"].as_array().unwrap().clone();
         if queued.is_empty() {
             break;
@@ -375,5 +417,103 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     assert_eq!(continued, 3, "each shard's first hop continues once");
     assert_eq!(delivered, 6, "the three shards and one continuation each");
     assert_eq!(copied, total, "every object copied exactly once");
+    assert_eq!(world.destination_keys().await.len() as u64, total);
+}
+
+/// The asynchronous invocations the world's function made, taken from the emulator's queue.
+fn queued_invocations(world: &World) -> Vec<Value> {
+    let queued = world
+        .emulator
+        .harness("invocations", json!({"role_arn": world.role_arn}));
+    queued["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|invocation| invocation["payload"].clone())
+        .collect()
+}
+
+// One scenario read top to bottom: a chain, a second start beside it, a duplicate delivery of
+// one of its hops, its end, then two fan-outs over the same prefix.
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn a_second_backfill_over_a_running_prefix_is_refused_and_a_duplicate_hop_copies_nothing() {
+    let world = World::new("bflock", WorldOptions::default()).await;
+    let mut objects = Vec::new();
+    for shard in ["a", "b"] {
+        for i in 0..30 {
+            objects.push((format!("{shard}/{i:02}"), shard.as_bytes().to_vec()));
+        }
+    }
+    let total = objects.len() as u64;
+    put_many(&world.admin_a, &world.source_bucket, objects).await;
+    let lambda = world.lambda_client().await;
+    let replicator = world.replicator().await;
+    let invoker = SelfInvoker {
+        client: Some(&lambda),
+        function_arn: Some(FUNCTION_ARN),
+        request_id: None,
+    };
+    let run = |payload: &Value, deadline: SystemTime| {
+        let request = BackfillRequest::from_value(&payload["backfill"]).unwrap();
+        let replicator = &replicator;
+        async move { run_backfill(&request, replicator, Some(deadline), invoker).await }
+    };
+    let ample = || SystemTime::now() + Duration::from_secs(600);
+
+    // A chain whose first hop stops at once (deadline passed) and continues itself.
+    let first = run(&json!({"backfill": {"continue": true}}), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(first.continued, "{first:?}");
+    let mut copied = first.copied;
+    let continuation = queued_invocations(&world);
+    assert_eq!(continuation.len(), 1);
+
+    // A second start over the same prefix is refused while the chain runs, before any copy.
+    let (second, operations) = world
+        .operations_during(run(&json!({"backfill": {}}), ample()))
+        .await;
+    let error = second.unwrap_err().to_string();
+    assert!(error.contains("already running"), "{error}");
+    assert!(
+        !operations.keys().any(|op| op.contains("Copy")),
+        "{operations:?}"
+    );
+
+    // The continuation runs (and continues again); delivered a second time, it copies nothing.
+    let hop = run(&continuation[0], SystemTime::now()).await.unwrap();
+    assert!(hop.continued && hop.copied >= 1, "{hop:?}");
+    copied += hop.copied;
+    let again = run(&continuation[0], ample()).await.unwrap();
+    assert!(again.duplicate, "{again:?}");
+    assert_eq!((again.listed, again.copied, again.continued), (0, 0, false));
+
+    // The chain ends and frees the prefix: a new start runs, and finds nothing to copy.
+    let rest = queued_invocations(&world);
+    assert_eq!(rest.len(), 1, "only the chain's own continuation: {rest:?}");
+    let last = run(&rest[0], ample()).await.unwrap();
+    assert!(!last.continued && last.resume.is_none(), "{last:?}");
+    copied += last.copied;
+    assert_eq!(copied, total, "every object copied exactly once");
+    let rerun = run(&json!({"backfill": {}}), ample()).await.unwrap();
+    assert_eq!((rerun.listed, rerun.copied), (total, 0));
+
+    // A fan-out reserves its shards before starting them: a second fan-out over the same prefix
+    // is refused while the first one's shards have not finished, and starts nothing.
+    let fan_out = json!({"backfill": {"fan_out": true}});
+    let root = run(&fan_out, ample()).await.unwrap();
+    assert_eq!(root.shards_started, ["a/", "b/"]);
+    let shards = queued_invocations(&world);
+    assert_eq!(shards.len(), 2);
+    let refused = run(&fan_out, ample()).await.unwrap_err().to_string();
+    assert!(refused.contains("already running"), "{refused}");
+    assert!(queued_invocations(&world).is_empty(), "nothing started");
+    for shard in &shards {
+        let report = run(shard, ample()).await.unwrap();
+        assert_eq!((report.copied, report.continued), (0, false), "{report:?}");
+    }
+    let after = run(&fan_out, ample()).await.unwrap();
+    assert_eq!(after.shards_started, ["a/", "b/"]);
     assert_eq!(world.destination_keys().await.len() as u64, total);
 }

@@ -33,6 +33,7 @@ async fn doctor(world: &World) -> DoctorReport {
     let invoker = SelfInvoker {
         client: Some(&lambda),
         function_arn: Some(FUNCTION_ARN),
+        request_id: None,
     };
     run_doctor(&world.replicator().await, invoker).await
 }

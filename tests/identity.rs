@@ -196,10 +196,15 @@ async fn backfill_twice(world: &World, replicator: &Replicator, setup: Setup) ->
         .await;
     let report = report.unwrap();
     assert_eq!(report["copied"], 0, "{setup:?}: {report}");
+    // Besides listings and encryption reads, only the hop's lock: one read, one write to take
+    // it and one to release it. A per-object request would make 20 or more.
+    let other: u64 = no_op
+        .iter()
+        .filter(|(op, _)| !op.contains("list-type") && !op.contains("encryption"))
+        .map(|(_, count)| count)
+        .sum();
     assert!(
-        no_op
-            .keys()
-            .all(|op| op.contains("list-type") || op.contains("encryption")),
+        other <= 3,
         "{setup:?}: a per-object request in a no-op backfill: {no_op:?}"
     );
     [total(&full), total(&no_op)]

@@ -65,6 +65,8 @@ const FEATURES: [&str; 10] = [
 /// `bucket/action` of B's bucket policy). A multipart copy that cannot start cannot be cleaned
 /// up either; a copy that copies tags needs `s3:GetObjectTagging` on the source, and writing
 /// tags (a multipart upload's `x-amz-tagging`) needs `s3:PutObjectTagging` on the replica.
+/// A backfill's lock is a marker in B written like a replica (`s3:PutObject` with the ACL), and
+/// each hop of a continuing backfill hands it on.
 const EXPECTED: &[(&str, &[&str])] = &[
     (
         "ReadSourceObjects/s3:GetObject",
@@ -122,6 +124,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart copy",
             "multipart cleanup",
             "backfill",
+            "backfill continues",
             "doctor",
             "versioned multipart copy",
         ],
@@ -156,6 +159,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart copy",
             "multipart cleanup",
             "backfill",
+            "backfill continues",
             "doctor",
             "versioned multipart copy",
         ],
@@ -185,6 +189,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart copy",
             "multipart cleanup",
             "backfill",
+            "backfill continues",
             "doctor",
             "versioned multipart copy",
         ],
@@ -216,6 +221,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "multipart copy",
             "multipart cleanup",
             "backfill",
+            "backfill continues",
             "doctor",
             "versioned multipart copy",
         ],
@@ -484,6 +490,7 @@ async fn backfill_continues(world: &World, replicator: &Replicator) -> Result<()
     let invoker = SelfInvoker {
         client: Some(&lambda),
         function_arn: Some(FUNCTION_ARN),
+        request_id: None,
     };
     // No time left: one copy, then the rest is handed to the next invocation.
     let report = run_backfill(&request, replicator, Some(SystemTime::now()), invoker)
@@ -545,6 +552,7 @@ async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
     let invoker = SelfInvoker {
         client: Some(&lambda),
         function_arn: Some(FUNCTION_ARN),
+        request_id: None,
     };
     let report = run_doctor(replicator, invoker).await;
     let failing: Vec<String> = report

@@ -1,10 +1,13 @@
 //! Fan-out: one continued backfill per shard (by default the first-level prefixes), each
-//! started by an asynchronous invocation of the function.
+//! started by an asynchronous invocation of the function once every shard's lock is reserved.
 
 use aws_sdk_s3::types::EncodingType;
 use serde_json::json;
 
+use std::time::SystemTime;
+
 use super::listing::listing_error;
+use super::lock;
 use super::request::{BackfillError, BackfillRequest};
 use crate::copy::Replicator;
 use crate::error::{Side, classify};
@@ -17,6 +20,7 @@ pub(super) async fn fan_out(
     prefix: &str,
     replicator: &Replicator,
     invoker: SelfInvoker<'_>,
+    (run, deadline): (&str, Option<SystemTime>),
 ) -> Result<Vec<String>, BackfillError> {
     let shards = if request.shards.is_empty() {
         first_level_prefixes(replicator, prefix).await?
@@ -30,23 +34,48 @@ pub(super) async fn fan_out(
         }
         request.shards.clone()
     };
+    let mut reserved = Vec::new();
     for shard in &shards {
+        if request.dry_run {
+            reserved.push((shard.clone(), None));
+            continue;
+        }
+        match lock::reserve(replicator, shard, run, deadline).await {
+            Ok(Some(lock)) => reserved.push((shard.clone(), Some(lock))),
+            Ok(None) => {
+                tracing::info!(shard = %shard, "backfill shard already started by this chain")
+            }
+            Err(error) => {
+                release_all(replicator, &reserved).await;
+                return Err(error);
+            }
+        }
+    }
+    for (started, (shard, _)) in reserved.iter().enumerate() {
         let payload = json!({ "backfill": BackfillRequest {
             prefix: shard.clone(),
             dry_run: request.dry_run,
             continue_backfill: true,
+            run: Some(run.to_string()),
             ..Default::default()
         }});
-        invoker
-            .start(&payload)
-            .await
-            .map_err(|message| BackfillError::Continuation {
+        if let Err(message) = invoker.start(&payload).await {
+            release_all(replicator, &reserved[started..]).await;
+            return Err(BackfillError::Continuation {
                 message,
                 resume: payload.clone(),
-            })?;
-        tracing::info!(shard = %shard, "backfill shard started");
+            });
+        }
+        tracing::info!(shard = %shard, run = %run, "backfill shard started");
     }
     Ok(shards)
+}
+
+/// Releases the reservations of shards that will not be started.
+async fn release_all(replicator: &Replicator, reserved: &[(String, Option<lock::Lock>)]) {
+    for lock in reserved.iter().filter_map(|(_, lock)| lock.as_ref()) {
+        lock::release(replicator, lock).await;
+    }
 }
 
 async fn first_level_prefixes(

@@ -13,6 +13,7 @@
 
 mod fan_out;
 mod listing;
+pub mod lock;
 mod pacing;
 mod request;
 
@@ -30,6 +31,7 @@ use crate::error::{ReplicationError, S3Failure, Side};
 use crate::invoke::SelfInvoker;
 use fan_out::fan_out;
 use listing::{Decision, Merge, kms_defaults, listing_error};
+use lock::{Claim, Taken};
 use pacing::{Concurrency, stop_time};
 pub use request::{BackfillError, BackfillReport, BackfillRequest};
 
@@ -63,7 +65,9 @@ struct HopEnd {
 }
 
 /// Runs one backfill invocation until the listing is exhausted or `deadline` (less a safety
-/// margin) comes, then continues or fans out as asked.
+/// margin) comes, then continues or fans out as asked. The hop holds its chain's lock meanwhile
+/// (not a dry run): it refuses to run beside another chain over the same prefix, and copies
+/// nothing when it is a duplicate delivery of a hop.
 pub async fn run_backfill(
     request: &BackfillRequest,
     replicator: &Replicator,
@@ -72,18 +76,66 @@ pub async fn run_backfill(
 ) -> Result<BackfillReport, BackfillError> {
     let config = replicator.config();
     let prefix = effective_prefix(&request.prefix, config.source_prefix.as_deref())?;
+    let run = (request.run.clone()).unwrap_or_else(|| lock::new_run(invoker.request_id));
+    let request = BackfillRequest {
+        run: Some(run.clone()),
+        ..request.clone()
+    };
+    let held = if request.dry_run {
+        None
+    } else {
+        let claim = Claim {
+            run: &run,
+            hop: request.hop,
+            request_id: invoker.request_id,
+            deadline,
+        };
+        match lock::take(replicator, &prefix, &claim).await? {
+            Taken::Held(lock) => Some(lock),
+            Taken::Duplicate => {
+                tracing::warn!(run = %run, hop = request.hop, prefix = %prefix,
+                    "backfill hop delivered twice: this delivery copies nothing");
+                return Ok(BackfillReport {
+                    hop: request.hop,
+                    run: Some(run),
+                    duplicate: true,
+                    ..Default::default()
+                });
+            }
+        }
+    };
+    let result = run_hop(&request, &prefix, replicator, deadline, invoker).await;
+    // A hop that continued hands the lock to its continuation; any other end frees it.
+    if let Some(lock) = &held
+        && !matches!(&result, Ok(report) if report.continued)
+    {
+        lock::release(replicator, lock).await;
+    }
+    result
+}
+
+/// The hop itself: the fan-out, the copies, and its end.
+async fn run_hop(
+    request: &BackfillRequest,
+    prefix: &str,
+    replicator: &Replicator,
+    deadline: Option<SystemTime>,
+    invoker: SelfInvoker<'_>,
+) -> Result<BackfillReport, BackfillError> {
+    let run = request.run.as_deref().unwrap_or_default();
     let mut report = BackfillReport {
         dry_run: request.dry_run,
         hop: request.hop,
+        run: request.run.clone(),
         ..Default::default()
     };
-
     if request.fan_out {
-        report.shards_started = fan_out(request, &prefix, replicator, invoker).await?;
+        report.shards_started =
+            fan_out(request, prefix, replicator, invoker, (run, deadline)).await?;
     }
     let shallow = request.shallow || request.fan_out;
     let request = BackfillRequest {
-        prefix: prefix.clone(),
+        prefix: prefix.to_string(),
         shallow,
         ..request.clone()
     };
@@ -92,7 +144,7 @@ pub async fn run_backfill(
     let merge = Merge::open(
         replicator,
         kms,
-        &prefix,
+        prefix,
         request.start_after.as_deref(),
         shallow,
     );
@@ -104,7 +156,7 @@ pub async fn run_backfill(
         &mut report,
     )
     .await;
-    log_progress(&report, &prefix, end.exhausted);
+    log_progress(&report, prefix, &end);
     end_hop(&request, report, end, replicator, invoker).await
 }
 
@@ -171,10 +223,13 @@ async fn schedule_copies(
     end
 }
 
-/// The hop's one progress line.
-fn log_progress(report: &BackfillReport, prefix: &str, exhausted: bool) {
+/// The hop's one progress line: what it did, the chain, and the last key done (where the next
+/// hop starts).
+fn log_progress(report: &BackfillReport, prefix: &str, end: &HopEnd) {
     tracing::info!(
+        run = report.run.as_deref().unwrap_or_default(),
         hop = report.hop,
+        last_key = end.watermark.as_deref().unwrap_or_default(),
         prefix = %prefix,
         listed = report.listed,
         copied = report.copied,
@@ -186,7 +241,7 @@ fn log_progress(report: &BackfillReport, prefix: &str, exhausted: bool) {
         planned = report.planned,
         slow_downs = report.slow_downs,
         concurrency = report.concurrency,
-        exhausted,
+        exhausted = end.exhausted,
         "backfill progress"
     );
 }

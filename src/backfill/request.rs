@@ -31,6 +31,9 @@ pub struct BackfillRequest {
     pub shallow: bool,
     /// Which hop of a continued backfill this is.
     pub hop: u32,
+    /// The chain this hop belongs to (set by its first hop; see the backfill lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl BackfillRequest {
@@ -91,6 +94,13 @@ pub struct BackfillReport {
     pub continued: bool,
     /// Which hop this was.
     pub hop: u32,
+    /// The chain this hop belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Another delivery of this hop ran or runs (an asynchronous invocation delivered twice):
+    /// this one copied nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
     /// `503 Slow Down` answers S3 gave during this invocation (retries included).
     pub slow_downs: u64,
     /// The lowest concurrency the backfill went down to after a `503 Slow Down`.
@@ -130,6 +140,12 @@ pub enum BackfillError {
         /// The whole report, as JSON.
         report: Value,
     },
+    /// Another backfill over the same prefix is running.
+    #[error("{0}")]
+    Locked(String),
+    /// The backfill lock could not be read or written.
+    #[error("the backfill lock could not be read or written: {0}")]
+    Lock(Box<ReplicationError>),
     /// The next hop or a shard could not be started.
     #[error(
         "could not invoke the function to continue the backfill: {message}; resume with {resume}"

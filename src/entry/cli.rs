@@ -19,6 +19,9 @@ const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket 
        s3-replicator subscribe --bucket BUCKET --eventbridge [--dry-run]
        s3-replicator unsubscribe --bucket BUCKET [--id ID] [--dry-run]
                                                    (account A: adds or removes the function's notification, keeping the others)
+       s3-replicator role-policy --function-arn ARN [--queue-arn ARN] [--dead-letter-arn ARN] [--source-kms-key-arn ARN]
+       s3-replicator role-policy --trust           (the execution role's identity policy, or its trust policy, for a
+                                                    deployment without template.yaml; settings from the function's variables)
        s3-replicator doctor [--function-arn ARN]   (configuration from the same environment variables as the function;
                                                     with the ARN, also checks that the role may invoke the function)";
 
@@ -65,28 +68,7 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             println!("{text}");
             Ok(())
         }
-        "doctor" => {
-            let function_arn = match rest {
-                [] => None,
-                [flag, arn] if flag == "--function-arn" => Some(arn.as_str()),
-                other => return Err(usage(format!("unexpected arguments {other:?}"))),
-            };
-            let (replicator, sdk_config) = replicator_from_env()
-                .await
-                .map_err(|e| failed(format!("configuration: {e}")))?;
-            let lambda = aws_sdk_lambda::Client::new(&sdk_config);
-            let invoker = SelfInvoker {
-                client: Some(&lambda),
-                function_arn,
-            };
-            let report = run_doctor(&replicator, invoker).await;
-            print!("{}", report.to_table());
-            if report.healthy {
-                Ok(())
-            } else {
-                Err(failed("some permissions are missing"))
-            }
-        }
+        "doctor" => doctor(rest).await,
         "merge-policy" => {
             let flags = Flags::parse(rest, &["--dry-run", "--remove"])?;
             let grant = parse_grant(&flags.rest)?;
@@ -125,6 +107,7 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             )
             .await
         }
+        "role-policy" => role_policy(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -168,6 +151,72 @@ impl Flags {
         }
         Ok(values)
     }
+}
+
+/// Runs the permission doctor with the function's configuration from the environment.
+async fn doctor(rest: &[String]) -> Result<(), CliError> {
+    let function_arn = match rest {
+        [] => None,
+        [flag, arn] if flag == "--function-arn" => Some(arn.as_str()),
+        other => return Err(usage(format!("unexpected arguments {other:?}"))),
+    };
+    let (replicator, sdk_config) = replicator_from_env()
+        .await
+        .map_err(|e| failed(format!("configuration: {e}")))?;
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config);
+    let invoker = SelfInvoker {
+        client: Some(&lambda),
+        function_arn,
+        request_id: None,
+    };
+    let report = run_doctor(&replicator, invoker).await;
+    print!("{}", report.to_table());
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(failed("some permissions are missing"))
+    }
+}
+
+/// Prints the execution role's identity policy (settings from the environment) or trust policy.
+fn role_policy(args: &[String]) -> Result<(), CliError> {
+    let flags = Flags::parse(args, &["--trust"])?;
+    let text = if flags.has("--trust") {
+        serde_json::to_string_pretty(&crate::ops::role::trust_policy())
+    } else {
+        let grant = parse_role_grant(&flags)?;
+        let config = crate::config::Config::from_env().map_err(failed)?;
+        serde_json::to_string_pretty(&grant.identity_policy(&config))
+    };
+    println!("{}", text.map_err(failed)?);
+    Ok(())
+}
+
+/// Reads the `role-policy` flags.
+fn parse_role_grant(flags: &Flags) -> Result<crate::ops::role::RoleGrant, CliError> {
+    let values = flags.values(&[
+        "--function-arn",
+        "--queue-arn",
+        "--dead-letter-arn",
+        "--source-kms-key-arn",
+    ])?;
+    let value = |name: &str| {
+        values
+            .iter()
+            .find(|(flag, _)| flag == name)
+            .map(|(_, v)| v.clone())
+    };
+    let function_arn = value("--function-arn")
+        .filter(|arn| arn.starts_with("arn:") && arn.contains(":function:"))
+        .ok_or_else(|| {
+            usage("--function-arn must be the function's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
+        })?;
+    Ok(crate::ops::role::RoleGrant {
+        function_arn,
+        queue_arn: value("--queue-arn"),
+        dead_letter_arn: value("--dead-letter-arn"),
+        source_kms_key_arn: value("--source-kms-key-arn"),
+    })
 }
 
 /// Reads the `subscribe` / `unsubscribe` flags.

@@ -61,6 +61,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::UnrecognizedPayload(_) => "UnrecognizedPayload",
             HandlerError::InvalidRequest(_) => "InvalidRequest",
             HandlerError::Backfill(BackfillError::InvalidRequest(_)) => "InvalidRequest",
+            HandlerError::Backfill(BackfillError::Locked(_)) => "BackfillAlreadyRunning",
             HandlerError::Backfill(_) => "BackfillFailed",
             HandlerError::ObjectsFailed { .. } => "ReplicationFailed",
             HandlerError::Unhealthy { .. } => "DoctorFoundProblems",
@@ -112,6 +113,7 @@ impl Summary {
             archived: self.archived as u64,
             bytes: self.bytes,
             max_lag_ms: self.max_lag_ms,
+            listed: None,
         }
     }
 
@@ -171,6 +173,8 @@ pub struct InvocationContext<'a> {
     pub lambda: Option<&'a aws_sdk_lambda::Client>,
     /// The function's name, the dimension of its metrics; none outside Lambda (no metrics).
     pub function_name: Option<&'a str>,
+    /// The invocation's request id (a retried asynchronous invocation keeps it).
+    pub request_id: Option<&'a str>,
 }
 
 impl InvocationContext<'_> {
@@ -193,6 +197,7 @@ pub async fn handle(
         function_arn: Some(&event.context.invoked_function_arn),
         lambda: Some(lambda),
         function_name: Some(&event.context.env_config.function_name),
+        request_id: Some(&event.context.request_id),
     };
     handle_with_context(&event.payload, replicator, context).await
 }
@@ -218,6 +223,7 @@ pub async fn handle_with_context(
         let invoker = SelfInvoker {
             client: context.lambda,
             function_arn: context.function_arn,
+            request_id: context.request_id,
         };
         let report = run_backfill(&request, replicator, context.deadline, invoker).await;
         if let Ok(report) = &report {
@@ -228,6 +234,7 @@ pub async fn handle_with_context(
                 archived: report.archived,
                 bytes: report.bytes,
                 max_lag_ms: None,
+                listed: Some(report.listed),
             });
         }
         return Ok(serde_json::to_value(&report?).unwrap_or(Value::Null));
@@ -236,6 +243,7 @@ pub async fn handle_with_context(
         let invoker = SelfInvoker {
             client: context.lambda,
             function_arn: context.function_arn,
+            request_id: context.request_id,
         };
         let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
         tracing::info!(healthy = report.healthy, "permission doctor ran");

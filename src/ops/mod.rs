@@ -4,4 +4,5 @@
 
 pub mod doctor;
 pub mod policy;
+pub mod role;
 pub mod setup;

@@ -452,7 +452,7 @@ class State:
     denials: int = 0
     # Faults to answer instead of S3: dicts with path_contains, method, status, code, count.
     faults: list = field(default_factory=list)
-    # Asynchronous Lambda invocations received, in order: (function ARN, payload).
+    # Asynchronous Lambda invocations received, in order: (function ARN, payload, caller role name).
     invocations: list = field(default_factory=list)
     # What to do just before a matching request is served: dicts with method, path_contains,
     # query_contains, skip, count, and put {account, bucket, key, body} (a write to make first)
@@ -745,8 +745,9 @@ class AuthorizingApp:
             return Response(body, status=refused.status, content_type="application/json",
                             headers={"x-amzn-ErrorType": refused.code})
         payload = json.loads(request.get_data() or b"null")
+        role = principal.arn.split(":assumed-role/", 1)[-1].split("/", 1)[0]
         with self.state.lock:
-            self.state.invocations.append((arn, payload))
+            self.state.invocations.append((arn, payload, role))
         return Response("", status=202)
 
     @staticmethod
@@ -1064,10 +1065,12 @@ def function_role_policies(parameters: dict, template_path: Path, account: str) 
     the role's inline policies and the (conditional) role policies attached to it."""
     template = yaml.load(template_path.read_text(), Loader=CfnLoader)
     renderer = TemplateRenderer(template, parameters, account)
-    roles = {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    if len(roles) != 1:
-        raise ValueError(f"template.yaml should define one IAM role, found {len(roles)}")
-    (role_name, role), = roles.items()
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    if len(functions) != 1:
+        raise ValueError(f"template.yaml should define one function, found {len(functions)}")
+    # The function's role is the one its Role property names (`!GetAtt <role>.Arn`).
+    role_name = functions[0]["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = template["Resources"][role_name]
     policies = {
         policy["PolicyName"]: policy["PolicyDocument"]
         for policy in renderer.resolve(role["Properties"]["Policies"])
@@ -1281,10 +1284,13 @@ class Harness:
                     self.state.faults.append(fault)
                 result = {"armed": fault}
             elif route == "invocations":
+                # The queued invocations made by one role (one test's function), taken.
+                role = body["role_arn"].rsplit("/", 1)[-1]
                 with self.state.lock:
-                    taken, self.state.invocations = self.state.invocations, []
+                    taken = [i for i in self.state.invocations if i[2] == role]
+                    self.state.invocations = [i for i in self.state.invocations if i[2] != role]
                 result = {"invocations": [{"function_arn": arn, "payload": payload}
-                                          for arn, payload in taken]}
+                                          for arn, payload, _ in taken]}
             elif route == "trigger":
                 trigger = {"method": body["method"], "path_contains": body["path_contains"],
                            "query_contains": body.get("query_contains", ""),

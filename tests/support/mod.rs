@@ -81,9 +81,8 @@ pub fn report_figures(text: &str) {
 
 pub const ACCOUNT_A: &str = "111111111111";
 
-/// The function ARN template.yaml lets the role invoke (stack `s3-replicator`).
-pub const FUNCTION_ARN: &str =
-    "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator-replicator";
+/// The function ARN template.yaml lets the role invoke (the `FunctionName` parameter's default).
+pub const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:111111111111:function:s3-replicator";
 pub const ACCOUNT_B: &str = "222222222222";
 
 /// Access keys for one identity on the emulator.
@@ -525,7 +524,8 @@ impl World {
         .await;
     }
 
-    /// Keys in the destination bucket, listed by account B's admin.
+    /// Keys of the replicas in the destination bucket (the backfill lock markers left out),
+    /// listed by account B's admin.
     pub async fn destination_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         let mut pages = self
@@ -536,7 +536,10 @@ impl World {
             .send();
         while let Some(page) = pages.next().await {
             for object in page.unwrap().contents() {
-                keys.push(object.key().unwrap().to_string());
+                let key = object.key().unwrap();
+                if !is_lock_marker(key) {
+                    keys.push(key.to_string());
+                }
             }
         }
         keys
@@ -751,7 +754,13 @@ pub async fn create_bucket(client: &Client, bucket: &str, region: &str) {
         .unwrap_or_else(|e| panic!("create {bucket} in {region}: {e:?}"));
 }
 
-/// Key → ETag of every object under `prefix`, as `client` lists them.
+/// Whether `key` is a backfill's lock marker (kept in the destination bucket), not a replica.
+pub fn is_lock_marker(key: &str) -> bool {
+    key.contains(s3_replicator::backfill::lock::LOCK_FOLDER)
+}
+
+/// Key → ETag of every object under `prefix`, as `client` lists them (the backfill lock markers
+/// left out).
 pub async fn etags(
     client: &Client,
     bucket: &str,
@@ -766,10 +775,10 @@ pub async fn etags(
         .send();
     while let Some(page) = pages.next().await {
         for object in page.unwrap().contents() {
-            listing.insert(
-                object.key().unwrap().to_string(),
-                object.e_tag().unwrap().to_string(),
-            );
+            let key = object.key().unwrap();
+            if !is_lock_marker(key) {
+                listing.insert(key.to_string(), object.e_tag().unwrap().to_string());
+            }
         }
     }
     listing
