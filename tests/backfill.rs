@@ -380,10 +380,7 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     let mut delivered = 0;
     let mut continued = 0;
     loop {
-        let queued = world
-            .emulator
-            .harness("invocations", json!({"role_arn": world.role_arn}));
-        let queued = queued["invocations"].as_array().unwrap().clone();
+        let queued = queued_invocations(&world);
         if queued.is_empty() {
             break;
         }
@@ -420,15 +417,19 @@ async fn continues_itself_and_fans_out_through_asynchronous_invocations() {
     assert_eq!(world.destination_keys().await.len() as u64, total);
 }
 
-/// The asynchronous invocations the world's function made, taken from the emulator's queue.
+/// The asynchronous invocations the world's function made (`function_arn`, `payload`), taken
+/// from the emulator's queue.
 fn queued_invocations(world: &World) -> Vec<Value> {
     let queued = world
         .emulator
         .harness("invocations", json!({"role_arn": world.role_arn}));
-    queued["invocations"]
-        .as_array()
-        .unwrap()
-        .iter()
+    queued["invocations"].as_array().unwrap().clone()
+}
+
+/// The payloads of [`queued_invocations`].
+fn queued_payloads(world: &World) -> Vec<Value> {
+    queued_invocations(world)
+        .into_iter()
         .map(|invocation| invocation["payload"].clone())
         .collect()
 }
@@ -467,7 +468,7 @@ async fn a_second_backfill_over_a_running_prefix_is_refused_and_a_duplicate_hop_
         .unwrap();
     assert!(first.continued, "{first:?}");
     let mut copied = first.copied;
-    let continuation = queued_invocations(&world);
+    let continuation = queued_payloads(&world);
     assert_eq!(continuation.len(), 1);
 
     // A second start over the same prefix is refused while the chain runs, before any copy.
@@ -490,7 +491,7 @@ async fn a_second_backfill_over_a_running_prefix_is_refused_and_a_duplicate_hop_
     assert_eq!((again.listed, again.copied, again.continued), (0, 0, false));
 
     // The chain ends and frees the prefix: a new start runs, and finds nothing to copy.
-    let rest = queued_invocations(&world);
+    let rest = queued_payloads(&world);
     assert_eq!(rest.len(), 1, "only the chain's own continuation: {rest:?}");
     let last = run(&rest[0], ample()).await.unwrap();
     assert!(!last.continued && last.resume.is_none(), "{last:?}");
@@ -504,11 +505,11 @@ async fn a_second_backfill_over_a_running_prefix_is_refused_and_a_duplicate_hop_
     let fan_out = json!({"backfill": {"fan_out": true}});
     let root = run(&fan_out, ample()).await.unwrap();
     assert_eq!(root.shards_started, ["a/", "b/"]);
-    let shards = queued_invocations(&world);
+    let shards = queued_payloads(&world);
     assert_eq!(shards.len(), 2);
     let refused = run(&fan_out, ample()).await.unwrap_err().to_string();
     assert!(refused.contains("already running"), "{refused}");
-    assert!(queued_invocations(&world).is_empty(), "nothing started");
+    assert!(queued_payloads(&world).is_empty(), "nothing started");
     for shard in &shards {
         let report = run(shard, ample()).await.unwrap();
         assert_eq!((report.copied, report.continued), (0, false), "{report:?}");

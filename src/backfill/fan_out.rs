@@ -20,8 +20,9 @@ pub(super) async fn fan_out(
     prefix: &str,
     replicator: &Replicator,
     invoker: SelfInvoker<'_>,
-    (run, deadline): (&str, Option<SystemTime>),
+    deadline: Option<SystemTime>,
 ) -> Result<Vec<String>, BackfillError> {
+    let run = request.run.as_deref().unwrap_or_default();
     let shards = if request.shards.is_empty() {
         first_level_prefixes(replicator, prefix).await?
     } else {

@@ -30,7 +30,7 @@ const ATTEMPTS: usize = 5;
 pub const LOCK_FOLDER: &str = ".s3-replicator/backfill-lock/";
 
 /// The marker's content.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Marker {
     run: String,
     prefix: String,
@@ -73,19 +73,27 @@ pub struct Claim<'a> {
     pub deadline: Option<SystemTime>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+fn epoch_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
 }
 
-fn expiry(deadline: Option<SystemTime>) -> u64 {
-    let until = deadline.unwrap_or_else(|| SystemTime::now() + UNBOUNDED_HOP) + GRACE;
-    until
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+impl Marker {
+    /// The marker `claim` writes over `prefix`, naming `next_hop` as the hop that takes it next.
+    fn for_claim(claim: &Claim<'_>, prefix: &str, next_hop: u32) -> Self {
+        let until = claim
+            .deadline
+            .unwrap_or_else(|| SystemTime::now() + UNBOUNDED_HOP);
+        Marker {
+            run: claim.run.to_string(),
+            prefix: prefix.to_string(),
+            next_hop,
+            holder: claim.request_id.map(str::to_string),
+            expires: epoch_secs(until + GRACE),
+            released: false,
+        }
+    }
 }
 
 /// A new chain's name: unique enough to tell two starts apart.
@@ -141,14 +149,7 @@ pub async fn take(
     prefix: &str,
     claim: &Claim<'_>,
 ) -> Result<Taken, BackfillError> {
-    let marker = Marker {
-        run: claim.run.to_string(),
-        prefix: prefix.to_string(),
-        next_hop: claim.hop + 1,
-        holder: claim.request_id.map(str::to_string),
-        expires: expiry(claim.deadline),
-        released: false,
-    };
+    let marker = Marker::for_claim(claim, prefix, claim.hop + 1);
     acquire(replicator, prefix, claim, marker).await
 }
 
@@ -167,14 +168,7 @@ pub async fn reserve(
         request_id: None,
         deadline,
     };
-    let marker = Marker {
-        run: run.to_string(),
-        prefix: prefix.to_string(),
-        next_hop: 0,
-        holder: None,
-        expires: expiry(deadline),
-        released: false,
-    };
+    let marker = Marker::for_claim(&claim, prefix, 0);
     match acquire(replicator, prefix, &claim, marker).await? {
         Taken::Held(lock) => Ok(Some(lock)),
         Taken::Duplicate => Ok(None),
@@ -194,11 +188,13 @@ async fn acquire(
         let (condition, denied) = match read(replicator, &key).await? {
             Found::Absent => (Condition::Absent, None),
             Found::Denied(failure) => (Condition::Absent, Some(failure)),
-            Found::Marker(found, etag) => match decide(&found, claim, now_secs()) {
-                Decision::Take => (Condition::Unchanged(etag), None),
-                Decision::Duplicate => return Ok(Taken::Duplicate),
-                Decision::Refuse => return Err(locked(&found, prefix)),
-            },
+            Found::Marker(found, etag) => {
+                match decide(&found, claim, epoch_secs(SystemTime::now())) {
+                    Decision::Take => (Condition::Unchanged(etag), None),
+                    Decision::Duplicate => return Ok(Taken::Duplicate),
+                    Decision::Refuse => return Err(locked(&found, prefix)),
+                }
+            }
         };
         match write(replicator, &key, &marker, condition).await? {
             Some(etag) => return Ok(Taken::Held(Lock { key, etag, marker })),
@@ -302,12 +298,8 @@ async fn read(replicator: &Replicator, key: &str) -> Result<Found, BackfillError
     })?;
     // A marker that cannot be read (written by hand, truncated) is treated as expired.
     let marker = serde_json::from_slice(&body.into_bytes()).unwrap_or(Marker {
-        run: String::new(),
-        prefix: String::new(),
-        next_hop: 0,
-        holder: None,
-        expires: 0,
         released: true,
+        ..Default::default()
     });
     Ok(Found::Marker(marker, etag))
 }

@@ -122,7 +122,6 @@ async fn run_hop(
     deadline: Option<SystemTime>,
     invoker: SelfInvoker<'_>,
 ) -> Result<BackfillReport, BackfillError> {
-    let run = request.run.as_deref().unwrap_or_default();
     let mut report = BackfillReport {
         dry_run: request.dry_run,
         hop: request.hop,
@@ -130,8 +129,7 @@ async fn run_hop(
         ..Default::default()
     };
     if request.fan_out {
-        report.shards_started =
-            fan_out(request, prefix, replicator, invoker, (run, deadline)).await?;
+        report.shards_started = fan_out(request, prefix, replicator, invoker, deadline).await?;
     }
     let shallow = request.shallow || request.fan_out;
     let request = BackfillRequest {

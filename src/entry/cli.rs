@@ -192,6 +192,14 @@ fn role_policy(args: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The value given to `flag` among `values` (as [`Flags::values`] reads them).
+fn value_of(values: &[(String, String)], flag: &str) -> Option<String> {
+    values
+        .iter()
+        .find(|(name, _)| name == flag)
+        .map(|(_, value)| value.clone())
+}
+
 /// Reads the `role-policy` flags.
 fn parse_role_grant(flags: &Flags) -> Result<crate::ops::role::RoleGrant, CliError> {
     let values = flags.values(&[
@@ -200,12 +208,7 @@ fn parse_role_grant(flags: &Flags) -> Result<crate::ops::role::RoleGrant, CliErr
         "--dead-letter-arn",
         "--source-kms-key-arn",
     ])?;
-    let value = |name: &str| {
-        values
-            .iter()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, v)| v.clone())
-    };
+    let value = |name: &str| value_of(&values, name);
     let function_arn = value("--function-arn")
         .filter(|arn| arn.starts_with("arn:") && arn.contains(":function:"))
         .ok_or_else(|| {
@@ -226,12 +229,7 @@ fn parse_subscription(command: &str, flags: &Flags) -> Result<(String, Subscript
         _ => &["--bucket", "--id"],
     };
     let values = flags.values(known)?;
-    let value = |name: &str| {
-        values
-            .iter()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, v)| v.clone())
-    };
+    let value = |name: &str| value_of(&values, name);
     let bucket = value("--bucket").ok_or_else(|| usage("--bucket is required"))?;
     let id = value("--id").unwrap_or_else(|| NOTIFICATION_ID.to_string());
     let subscription = match (

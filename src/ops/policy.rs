@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::config::Config;
+
 /// What the destination bucket policy has to allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationGrant {
@@ -20,6 +22,17 @@ pub struct DestinationGrant {
 }
 
 impl DestinationGrant {
+    /// The grant the function configured by `config` needs, for the role `role_arn`.
+    pub fn from_config(config: &Config, role_arn: String) -> Self {
+        DestinationGrant {
+            role_arn,
+            bucket: config.destination_bucket.clone(),
+            prefix: config.destination_prefix.clone(),
+            sends_acl: config.destination_acl.is_some(),
+            replicate_deletes: config.replicate_deletes,
+        }
+    }
+
     /// The S3 actions the role needs on the destination objects, for these options.
     pub fn object_actions(&self) -> Vec<&'static str> {
         let mut actions = vec![

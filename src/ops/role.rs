@@ -45,8 +45,8 @@ impl RoleGrant {
     /// buckets and reading their settings, invoking the function itself, writing its logs to
     /// `/aws/lambda/<function name>`, and the queue, dead-letter queue and KMS keys given.
     pub fn identity_policy(&self, config: &Config) -> Value {
-        let mut statements = self.bucket_statements(config);
         let (partition, region, account) = arn_parts(&self.function_arn);
+        let mut statements = bucket_statements(config, partition);
         let function_name = self.function_arn.rsplit(':').next().unwrap_or_default();
         statements.push(statement(
             "InvokeSelfForBackfill",
@@ -79,53 +79,6 @@ impl RoleGrant {
         json!({"Version": "2012-10-17", "Statement": statements})
     }
 
-    /// Reading the source, writing the replicas, and listing and reading both buckets' settings.
-    fn bucket_statements(&self, config: &Config) -> Vec<Value> {
-        let (partition, ..) = arn_parts(&self.function_arn);
-        let s3 = |path: &str| format!("arn:{partition}:s3:::{path}");
-        let source_prefix = config.source_prefix.as_deref().unwrap_or_default();
-        let destination = DestinationGrant {
-            role_arn: String::new(),
-            bucket: config.destination_bucket.clone(),
-            prefix: config.destination_prefix.clone(),
-            sends_acl: config.destination_acl.is_some(),
-            replicate_deletes: config.replicate_deletes,
-        };
-        let bucket_settings = [
-            "s3:ListBucket",
-            "s3:GetEncryptionConfiguration",
-            "s3:GetBucketVersioning",
-        ];
-        let read = [
-            "s3:GetObject",
-            "s3:GetObjectTagging",
-            "s3:GetObjectVersion",
-            "s3:GetObjectVersionTagging",
-        ];
-        vec![
-            statement(
-                "ReadSourceObjects",
-                &read,
-                s3(&format!("{}/{source_prefix}*", config.source_bucket)),
-            ),
-            statement(
-                "ListSourceBucket",
-                &bucket_settings,
-                s3(&config.source_bucket),
-            ),
-            statement(
-                "WriteReplicas",
-                &destination.object_actions(),
-                s3(&format!("{}/{}*", destination.bucket, destination.prefix)),
-            ),
-            statement(
-                "ListDestinationBucket",
-                &bucket_settings,
-                s3(&config.destination_bucket),
-            ),
-        ]
-    }
-
     /// Encrypting replicas with the destination key and reading the source's, only through S3.
     fn kms_statements(&self, config: &Config, region: &str) -> Vec<Value> {
         let through_s3 = |region: &str| json!({"StringEquals": {"kms:ViaService": format!("s3.{region}.amazonaws.com")}});
@@ -147,6 +100,47 @@ impl RoleGrant {
         }
         statements
     }
+}
+
+/// Reading the source, writing the replicas, and listing and reading both buckets' settings.
+fn bucket_statements(config: &Config, partition: &str) -> Vec<Value> {
+    let s3 = |path: &str| format!("arn:{partition}:s3:::{path}");
+    let source_prefix = config.source_prefix.as_deref().unwrap_or_default();
+    // The same object actions B's bucket policy grants the role.
+    let destination = DestinationGrant::from_config(config, String::new());
+    let bucket_settings = [
+        "s3:ListBucket",
+        "s3:GetEncryptionConfiguration",
+        "s3:GetBucketVersioning",
+    ];
+    let read = [
+        "s3:GetObject",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersion",
+        "s3:GetObjectVersionTagging",
+    ];
+    vec![
+        statement(
+            "ReadSourceObjects",
+            &read,
+            s3(&format!("{}/{source_prefix}*", config.source_bucket)),
+        ),
+        statement(
+            "ListSourceBucket",
+            &bucket_settings,
+            s3(&config.source_bucket),
+        ),
+        statement(
+            "WriteReplicas",
+            &destination.object_actions(),
+            s3(&format!("{}/{}*", destination.bucket, destination.prefix)),
+        ),
+        statement(
+            "ListDestinationBucket",
+            &bucket_settings,
+            s3(&config.destination_bucket),
+        ),
+    ]
 }
 
 /// The trust policy that lets Lambda run the function with the role.

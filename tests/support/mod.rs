@@ -391,14 +391,7 @@ impl World {
 
     /// The grant account B gives, from the function's configuration.
     pub fn grant(&self) -> DestinationGrant {
-        let config = self.config();
-        DestinationGrant {
-            role_arn: self.role_arn.clone(),
-            bucket: config.destination_bucket.clone(),
-            prefix: config.destination_prefix.clone(),
-            sends_acl: config.destination_acl.is_some(),
-            replicate_deletes: config.replicate_deletes,
-        }
+        DestinationGrant::from_config(&self.config(), self.role_arn.clone())
     }
 
     pub async fn attach_bucket_policy(&self) {
