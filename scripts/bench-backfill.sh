@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Backfill benchmark: installs Garage (a local S3 server; the first build takes about 16 minutes),
-# the AWS CLI and rclone, then compares the replicator's backfill with `aws s3 sync`, rclone and a
-# raw CopyObject loop on the same data. BENCH_OBJECTS sets the object count (default 10000).
+# the AWS CLI and rclone, then compares the replicator's backfill at its default settings with a
+# raw CopyObject loop swept over concurrencies, without and with 20-60 ms of added latency, and
+# (BENCH_TOOLS=1) with `aws s3 sync` and rclone. BENCH_OBJECTS sets the object count (default
+# 70000), BENCH_REPEATS the repeats (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

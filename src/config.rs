@@ -50,7 +50,8 @@ pub struct Config {
     /// `DESTINATION_REGION`: where the destination bucket lives, when it is not the function's
     /// region. Copies are sent there; calls on the source go to the source's region.
     pub destination_region: Option<String>,
-    /// `BACKFILL_CONCURRENCY`: how many copies a backfill runs at once.
+    /// `BACKFILL_CONCURRENCY`: the most copies a backfill runs at once; it finds how many pay
+    /// below that.
     pub backfill_concurrency: usize,
     /// `MULTIPART_THRESHOLD`: objects of at least this many bytes are copied in parts of this
     /// size (larger where 10,000 parts would not cover the object); smaller ones in one request.
@@ -88,8 +89,9 @@ pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 256 * crate::limits::MIB;
 /// The default `PART_CONCURRENCY`.
 pub const DEFAULT_PART_CONCURRENCY: usize = 16;
 
-/// Copies a backfill runs at once unless `BACKFILL_CONCURRENCY` says otherwise.
-pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 64;
+/// The most copies a backfill runs at once unless `BACKFILL_CONCURRENCY` says otherwise: half
+/// of Lambda's 1,024 file descriptors, one connection each.
+pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 512;
 
 impl Config {
     /// Reads the configuration from the process environment.

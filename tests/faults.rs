@@ -29,6 +29,7 @@ const PLAN: FaultPlan = FaultPlan {
     percent: 20,
     hold: Duration::from_secs(3 * ATTEMPT_TIMEOUT_SECONDS),
     max_holds: 2,
+    latency: (Duration::ZERO, Duration::ZERO),
 };
 const FAULTY_CLIENT: &[(&str, &str)] = &[
     ("S3_ATTEMPT_TIMEOUT", "30s"),

@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 use serde_json::Value;
 
 use crate::copy::{FailedObject, Outcome, Replicator};
@@ -171,9 +171,15 @@ async fn schedule_copies(
     let bucket = &replicator.config().source_bucket;
     let shared = Arc::new(replicator.clone());
     let slow_downs_before = replicator.clients().slow_downs();
-    let mut concurrency =
-        Concurrency::new(replicator.config().backfill_concurrency, slow_downs_before);
-    let mut in_flight: FuturesOrdered<BoxFuture<'static, Finished>> = FuturesOrdered::new();
+    let mut concurrency = Concurrency::new(
+        replicator.config().backfill_concurrency,
+        slow_downs_before,
+        Instant::now(),
+    );
+    // Copies finish in any order (one slow copy holds up no other); the hop waits for every
+    // copy it started, so at its end the last key started is its watermark.
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
+    let mut last_started = None;
     let mut end = HopEnd {
         watermark: None,
         exhausted: false,
@@ -194,7 +200,8 @@ async fn schedule_copies(
                 Ok(Some((object, decision))) => {
                     launched = true;
                     report.listed += 1;
-                    in_flight.push_back(start(decision, object.key, request, &shared));
+                    last_started = Some(object.key.clone());
+                    in_flight.push(start(decision, object.key, request, &shared));
                 }
             }
         }
@@ -213,10 +220,11 @@ async fn schedule_copies(
                 );
             }
         }
-        end.watermark = Some(finished.key);
     }
+    end.watermark = last_started;
     report.slow_downs = replicator.clients().slow_downs() - slow_downs_before;
     report.lowest_concurrency = concurrency.lowest;
+    report.highest_concurrency = concurrency.highest;
     report.concurrency = concurrency.current();
     end
 }

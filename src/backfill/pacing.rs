@@ -1,5 +1,6 @@
-//! Pacing a backfill: how many copies run at once (lowered when S3 answers `503 Slow Down`,
-//! grown back slowly), and when to stop starting copies before the deadline.
+//! Pacing a backfill: how many copies run at once (found by measuring the copies finished per
+//! second, cut when S3 answers `503 Slow Down`), and when to stop starting copies before the
+//! deadline.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,31 +11,82 @@ const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 /// one burst of `503 Slow Down` (the requests in flight, and their retries) counts once.
 const SLOW_DOWN_COOLDOWN: Duration = Duration::from_secs(1);
 
-/// How many copies a backfill runs at once: it starts at `BACKFILL_CONCURRENCY`, halves when S3
-/// answers `503 Slow Down` (at most once per [`SLOW_DOWN_COOLDOWN`]), and grows back by one
-/// copy for each window of copies finished without one (additive increase, multiplicative
-/// decrease).
+/// A hop starts at this many copies at once (or `BACKFILL_CONCURRENCY`, if lower).
+pub const START_CONCURRENCY: usize = 64;
+
+/// A measuring window lasts at least this long and at least as many copies as run at once, so
+/// that one slow copy does not decide.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// A step up is kept only if the rate grew by this factor.
+const GAIN: f64 = 1.05;
+
+/// A step down is kept if the rate stayed above this share of the best rate held since the
+/// last `503` (not of the rate just before it: steps down would otherwise lose 3% each).
+const KEEP: f64 = 0.97;
+
+/// Windows at a steady concurrency between two probes (one up, the next down).
+const WINDOWS_BETWEEN_PROBES: u32 = 10;
+
+/// What the pacing is doing.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Doubling the concurrency while each doubling raises the rate by [`GAIN`]; `rate` is the
+    /// rate before the last doubling (none before the first).
+    Climb { rate: Option<f64> },
+    /// Steady, at the rate measured (averaged over its windows); probes after
+    /// [`WINDOWS_BETWEEN_PROBES`].
+    Hold {
+        rate: f64,
+        windows: u32,
+        up_next: bool,
+    },
+    /// Trying one step up or down from `from`, where the rate was `rate`.
+    Probe { from: usize, rate: f64, up: bool },
+}
+
+/// How many copies a backfill runs at once. It starts at [`START_CONCURRENCY`] and measures the
+/// copies finished per second over windows: it doubles the concurrency while that raises the
+/// rate by 5% (the server, or the latency, has room for more in flight), then holds, probing a
+/// quarter up and a quarter down now and then and keeping what pays (a quarter up for 5% more, a
+/// quarter down when the rate stays within 3% of the best held: more in flight that only waits
+/// in the server's queue is given back). `BACKFILL_CONCURRENCY` is its ceiling. When S3 answers `503 Slow Down`
+/// it halves (at most once per [`SLOW_DOWN_COOLDOWN`]) and holds there until a probe pays.
 #[derive(Debug, Clone)]
 pub(super) struct Concurrency {
     limit: usize,
     ceiling: usize,
-    /// Copies finished without a `503` since the limit last changed.
-    credit: usize,
+    phase: Phase,
+    /// The window being measured: when it started and the copies finished in it. A window that
+    /// starts with a change of concurrency is discarded (`settling`): its copies ran under the
+    /// old one.
+    window_start: Instant,
+    window_done: usize,
+    settling: bool,
     slow_downs_seen: u64,
     last_cut: Option<Instant>,
+    /// The best rate held since the start or the last `503`: what a step down must keep.
+    peak: f64,
     pub(super) lowest: usize,
+    pub(super) highest: usize,
 }
 
 impl Concurrency {
-    pub(super) fn new(ceiling: usize, slow_downs: u64) -> Self {
+    pub(super) fn new(ceiling: usize, slow_downs: u64, now: Instant) -> Self {
         let ceiling = ceiling.max(1);
+        let limit = START_CONCURRENCY.min(ceiling);
         Self {
-            limit: ceiling,
+            limit,
             ceiling,
-            credit: 0,
+            phase: Phase::Climb { rate: None },
+            window_start: now,
+            window_done: 0,
+            settling: true,
             slow_downs_seen: slow_downs,
             last_cut: None,
-            lowest: ceiling,
+            peak: 0.0,
+            lowest: limit,
+            highest: limit,
         }
     }
 
@@ -43,9 +95,8 @@ impl Concurrency {
         self.limit
     }
 
-    /// Takes in the `503` count after a copy finished: halves the limit if it grew (and the
-    /// last cut is older than the cooldown); else adds one to the limit once `limit` copies
-    /// have finished since it last changed. Returns the new limit when it was halved.
+    /// Takes in a finished copy and the `503` count after it. Returns the new limit when a
+    /// `503` halved it.
     pub(super) fn finished(&mut self, slow_downs: u64, now: Instant) -> Option<usize> {
         if slow_downs > self.slow_downs_seen {
             self.slow_downs_seen = slow_downs;
@@ -56,19 +107,118 @@ impl Concurrency {
                 return None;
             }
             self.last_cut = Some(now);
-            self.limit = (self.limit / 2).max(1);
-            self.credit = 0;
-            self.lowest = self.lowest.min(self.limit);
+            self.peak = 0.0;
+            self.phase = Phase::Hold {
+                rate: 0.0,
+                windows: 0,
+                up_next: true,
+            };
+            self.set(self.limit / 2, now);
             return Some(self.limit);
         }
-        if self.limit < self.ceiling {
-            self.credit += 1;
-            if self.credit >= self.limit {
-                self.limit += 1;
-                self.credit = 0;
+        self.window_done += 1;
+        let elapsed = now.duration_since(self.window_start);
+        if self.window_done >= self.limit && elapsed >= MIN_WINDOW {
+            let rate = self.window_done as f64 / elapsed.as_secs_f64();
+            if std::mem::take(&mut self.settling) {
+                self.restart_window(now);
+            } else {
+                self.window_closed(rate, now);
             }
         }
         None
+    }
+
+    /// Decides on a measured window's rate (copies per second).
+    fn window_closed(&mut self, rate: f64, now: Instant) {
+        let (phase, limit) = match self.phase {
+            Phase::Climb { rate: before } => match before {
+                Some(before) if rate < before * GAIN => (hold(before), self.limit / 2),
+                _ if self.limit >= self.ceiling => (hold(rate), self.limit),
+                _ => (Phase::Climb { rate: Some(rate) }, self.limit * 2),
+            },
+            Phase::Hold {
+                rate: held,
+                windows,
+                up_next,
+            } => {
+                let held = if held > 0.0 {
+                    (held + rate) / 2.0
+                } else {
+                    rate
+                };
+                if windows + 1 < WINDOWS_BETWEEN_PROBES {
+                    let phase = Phase::Hold {
+                        rate: held,
+                        windows: windows + 1,
+                        up_next,
+                    };
+                    (phase, self.limit)
+                } else {
+                    self.peak = self.peak.max(held);
+                    let step = (self.limit / 4).max(1);
+                    let to = if up_next {
+                        self.limit + step
+                    } else {
+                        self.limit - step
+                    };
+                    let phase = Phase::Probe {
+                        from: self.limit,
+                        rate: held,
+                        up: up_next,
+                    };
+                    (phase, to)
+                }
+            }
+            Phase::Probe {
+                from,
+                rate: before,
+                up,
+            } => {
+                let kept = if up {
+                    rate >= before * GAIN
+                } else {
+                    rate >= self.peak.max(before) * KEEP
+                };
+                match (kept, up) {
+                    // More in flight paid: climb again from here.
+                    (true, true) => (Phase::Climb { rate: Some(rate) }, self.limit * 2),
+                    (true, false) => (hold_then(rate, false), self.limit),
+                    (false, _) => (hold_then(before, !up), from),
+                }
+            }
+        };
+        self.phase = phase;
+        self.set(limit, now);
+    }
+
+    /// Sets the limit (within 1 and the ceiling) and starts a new window, discarded first if the
+    /// limit changed.
+    fn set(&mut self, limit: usize, now: Instant) {
+        let limit = limit.clamp(1, self.ceiling);
+        self.settling = limit != self.limit;
+        self.limit = limit;
+        self.lowest = self.lowest.min(limit);
+        self.highest = self.highest.max(limit);
+        self.restart_window(now);
+    }
+
+    fn restart_window(&mut self, now: Instant) {
+        self.window_start = now;
+        self.window_done = 0;
+    }
+}
+
+/// Holding at a rate, probing up first.
+fn hold(rate: f64) -> Phase {
+    hold_then(rate, true)
+}
+
+fn hold_then(rate: f64, up_next: bool) -> Phase {
+    Phase::Hold {
+        rate,
+        windows: 0,
+        up_next,
     }
 }
 
@@ -90,12 +240,134 @@ fn working_time(remaining: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// Feeds `copies` finished copies to a pacing at `ceiling`, spaced as a server would finish
+    /// them: `rate(copies done so far, copies in flight)` per second. Returns the pacing and the
+    /// rates it ran at over the last quarter of the copies (the rate it settled on).
+    fn simulate(
+        ceiling: usize,
+        copies: usize,
+        rate: impl Fn(usize, usize) -> f64,
+    ) -> (Concurrency, f64) {
+        let start = Instant::now();
+        let mut at = start;
+        let mut concurrency = Concurrency::new(ceiling, 0, start);
+        let mut settled = Duration::ZERO;
+        for done in 0..copies {
+            let step = Duration::from_secs_f64(1.0 / rate(done, concurrency.current()));
+            at += step;
+            if done >= copies * 3 / 4 {
+                settled += step;
+            }
+            assert_eq!(concurrency.finished(0, at), None);
+            assert!(concurrency.current() <= ceiling.max(1));
+        }
+        (concurrency, (copies / 4) as f64 / settled.as_secs_f64())
+    }
+
+    /// A server that finishes `in_flight / latency` copies a second, up to `ceiling` (its CPU).
+    fn server(latency_ms: f64, ceiling: f64) -> impl Fn(usize, usize) -> f64 {
+        move |_, in_flight| (in_flight as f64 * 1000.0 / latency_ms).min(ceiling)
+    }
+
+    #[test]
+    fn grows_until_more_in_flight_stops_paying() {
+        // Copies take 40 ms and the server does at most 7,000 a second: 280 in flight are
+        // needed, far above the start.
+        let (concurrency, rate) = simulate(1000, 200_000, server(40.0, 7000.0));
+        assert!(
+            rate >= 0.95 * 7000.0,
+            "settled at {rate:.0}/s: {concurrency:?}"
+        );
+        assert!(concurrency.highest >= 280, "{concurrency:?}");
+        // More than needed is given back, not held.
+        assert!(concurrency.current() < 512, "{concurrency:?}");
+    }
+
+    #[test]
+    fn gives_back_concurrency_that_only_waits() {
+        // Copies take 5 ms: 35 in flight reach the server's 7,000 a second; the start (64) only
+        // queues in the server.
+        let (concurrency, rate) = simulate(1000, 100_000, server(5.0, 7000.0));
+        assert!(
+            rate >= 0.95 * 7000.0,
+            "settled at {rate:.0}/s: {concurrency:?}"
+        );
+        assert!(concurrency.current() < START_CONCURRENCY, "{concurrency:?}");
+        assert!(
+            concurrency.highest <= 2 * START_CONCURRENCY,
+            "{concurrency:?}"
+        );
+    }
+
+    #[test]
+    fn finds_the_peak_of_a_server_that_slows_when_crowded() {
+        // Past 200 in flight the server gets slower (its queue costs it).
+        let crowded = |_: usize, in_flight: usize| {
+            let n = in_flight as f64;
+            if n <= 200.0 {
+                n * 30.0
+            } else {
+                6000.0 * 200.0 / n
+            }
+        };
+        let (concurrency, rate) = simulate(1000, 200_000, crowded);
+        assert!(
+            rate >= 0.90 * 6000.0,
+            "settled at {rate:.0}/s: {concurrency:?}"
+        );
+    }
+
+    #[test]
+    fn steps_down_do_not_add_up_to_a_loss() {
+        // Past 128 in flight every doubling still pays 7%, so each quarter step down loses under
+        // 3%: measured against the step before, one step after another would sink to 128 (89% of
+        // the peak); measured against the best rate held, the pacing stops after one.
+        let gentle = |_: usize, in_flight: usize| {
+            let n = in_flight as f64;
+            if n <= 128.0 {
+                n * 25.0
+            } else {
+                3200.0 * (n / 128.0).powf(0.1)
+            }
+        };
+        let peak = gentle(0, 512);
+        let (concurrency, rate) = simulate(512, 300_000, gentle);
+        assert!(
+            rate >= 0.95 * peak,
+            "settled at {rate:.0}/s of {peak:.0}: {concurrency:?}"
+        );
+        assert!(concurrency.current() >= 384, "{concurrency:?}");
+    }
+
+    #[test]
+    fn follows_latency_that_rises_during_the_run() {
+        // 5 ms for the first 50,000 copies, then 40 ms: what sufficed no longer does.
+        let rising = |done: usize, in_flight: usize| {
+            let latency = if done < 50_000 { 5.0 } else { 40.0 };
+            server(latency, 7000.0)(done, in_flight)
+        };
+        let (concurrency, rate) = simulate(1000, 400_000, rising);
+        assert!(
+            rate >= 0.90 * 7000.0,
+            "settled at {rate:.0}/s: {concurrency:?}"
+        );
+    }
+
+    #[test]
+    fn never_goes_above_the_ceiling() {
+        let (concurrency, _) = simulate(16, 50_000, server(40.0, 7000.0));
+        assert_eq!(concurrency.highest, 16);
+        assert_eq!(concurrency.current(), 16);
+        let (concurrency, _) = simulate(1, 1000, server(40.0, 7000.0));
+        assert_eq!(concurrency.highest, 1);
+    }
+
     #[test]
     fn concurrency_halves_on_slow_down_once_per_cooldown() {
         let start = Instant::now();
-        let mut concurrency = Concurrency::new(64, 7);
+        let mut concurrency = Concurrency::new(64, 7, start);
         assert_eq!(concurrency.current(), 64);
-        // A finished copy with no new 503: the limit stays at the ceiling.
+        // A finished copy with no new 503: the limit stays.
         assert_eq!(concurrency.finished(7, start), None);
         assert_eq!(concurrency.current(), 64);
         assert_eq!(concurrency.finished(8, start), Some(32));
@@ -117,30 +389,24 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_grows_back_by_one_per_window() {
+    fn after_a_slow_down_it_holds_and_grows_only_when_that_pays() {
         let start = Instant::now();
-        let mut concurrency = Concurrency::new(64, 0);
-        concurrency.finished(1, start);
-        concurrency.finished(2, start + SLOW_DOWN_COOLDOWN);
-        assert_eq!(concurrency.current(), 16);
-        // 16 copies finished without a 503 (one window) add one copy, not sixteen.
-        for _ in 0..16 {
-            assert_eq!(concurrency.finished(2, start), None);
+        let mut concurrency = Concurrency::new(1000, 0, start);
+        assert_eq!(concurrency.finished(1, start), Some(32));
+        // A server that gives nothing more for more in flight: it stays at 32 or below.
+        let mut at = start;
+        for _ in 0..50_000 {
+            at += Duration::from_secs_f64(1.0 / 3000.0);
+            concurrency.finished(1, at);
+            assert!(concurrency.current() <= 40, "{concurrency:?}");
         }
-        assert_eq!(concurrency.current(), 17);
-        // Back to the ceiling only after many windows, and never above it.
-        let mut finished = 16;
-        while concurrency.current() < 64 {
-            concurrency.finished(2, start);
-            finished += 1;
+        // One with room: probes up pay, and it climbs again.
+        for _ in 0..200_000 {
+            let rate = (concurrency.current() as f64 * 25.0).min(7000.0);
+            at += Duration::from_secs_f64(1.0 / rate);
+            concurrency.finished(1, at);
         }
-        // 16 + 17 + ... + 63 copies.
-        assert_eq!(finished, (16..64).sum::<usize>());
-        for _ in 0..1000 {
-            concurrency.finished(2, start);
-        }
-        assert_eq!(concurrency.current(), 64);
-        assert_eq!(concurrency.lowest, 16);
+        assert!(concurrency.current() >= 200, "{concurrency:?}");
     }
 
     #[test]

@@ -103,8 +103,11 @@ pub struct BackfillReport {
     pub duplicate: bool,
     /// `503 Slow Down` answers S3 gave during this invocation (retries included).
     pub slow_downs: u64,
-    /// The lowest concurrency the backfill went down to after a `503 Slow Down`.
+    /// The lowest concurrency the backfill ran at (after a `503 Slow Down`, or where more
+    /// copies at once did not raise the rate).
     pub lowest_concurrency: usize,
+    /// The highest concurrency the backfill ran at.
+    pub highest_concurrency: usize,
     /// The concurrency when the invocation ended.
     pub concurrency: usize,
 }

@@ -4,7 +4,9 @@
 //! forwards the request, lets S3 apply it, and then either holds the response far longer than the
 //! client's attempt timeout (a bounded number of times: the client's timeout fires by design) or
 //! cuts the connection instead of answering. A lost reply is what a real network does to a
-//! request S3 has applied; the caller cannot tell it from a failure.
+//! request S3 has applied; the caller cannot tell it from a failure. It can also delay every
+//! request it forwards, by a time drawn between two bounds: the latency of S3 over a network, for
+//! the benchmarks (`benches/driver.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct FaultPlan {
     pub hold: Duration,
     /// How many replies are held; every later lost reply is cut instead (no wait).
     pub max_holds: u64,
+    /// The least and most time added before forwarding each request (zero for none).
+    pub latency: (Duration, Duration),
 }
 
 /// What the proxy saw and did.
@@ -157,6 +161,14 @@ fn draw(number: u64, percent: u64) -> Option<Fault> {
     })
 }
 
+/// The delay for the `number`th request: spread evenly between the bounds, in a fixed
+/// pseudo-random order.
+fn latency(number: u64, (least, most): (Duration, Duration)) -> Duration {
+    let spread = most.saturating_sub(least).as_micros() as u64;
+    let draw = number.wrapping_mul(0xD1B5_4A32_D192_ED03).rotate_left(31);
+    least + Duration::from_micros(draw % (spread + 1))
+}
+
 async fn handle(
     request: Request<Incoming>,
     client: &Client<HttpConnector, Incoming>,
@@ -181,6 +193,10 @@ async fn handle(
         }
         Some(Fault::LoseReply) => true,
     };
+    let delay = latency(number, plan.latency);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let response = forward(request, client, upstream, stats).await?;
     if !lose_reply {
         return Ok(response.map(|body| body.boxed()));
