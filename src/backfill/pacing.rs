@@ -12,7 +12,7 @@ const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 const SLOW_DOWN_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// A hop starts at this many copies at once (or `BACKFILL_CONCURRENCY`, if lower).
-pub const START_CONCURRENCY: usize = 64;
+const START_CONCURRENCY: usize = 64;
 
 /// A measuring window lasts at least this long and at least as many copies as run at once, so
 /// that one slow copy does not decide.
@@ -34,8 +34,8 @@ enum Phase {
     /// Doubling the concurrency while each doubling raises the rate by [`GAIN`]; `rate` is the
     /// rate before the last doubling (none before the first).
     Climb { rate: Option<f64> },
-    /// Steady, at the rate measured (averaged over its windows); probes after
-    /// [`WINDOWS_BETWEEN_PROBES`].
+    /// Steady, at the rate measured (averaged over its windows; 0 until its first window);
+    /// probes after [`WINDOWS_BETWEEN_PROBES`].
     Hold {
         rate: f64,
         windows: u32,
@@ -50,8 +50,9 @@ enum Phase {
 /// rate by 5% (the server, or the latency, has room for more in flight), then holds, probing a
 /// quarter up and a quarter down now and then and keeping what pays (a quarter up for 5% more, a
 /// quarter down when the rate stays within 3% of the best held: more in flight that only waits
-/// in the server's queue is given back). `BACKFILL_CONCURRENCY` is its ceiling. When S3 answers `503 Slow Down`
-/// it halves (at most once per [`SLOW_DOWN_COOLDOWN`]) and holds there until a probe pays.
+/// in the server's queue is given back). `BACKFILL_CONCURRENCY` is its ceiling. When S3 answers
+/// `503 Slow Down` it halves (at most once per [`SLOW_DOWN_COOLDOWN`]) and holds there until a
+/// probe pays.
 #[derive(Debug, Clone)]
 pub(super) struct Concurrency {
     limit: usize,
@@ -108,11 +109,7 @@ impl Concurrency {
             }
             self.last_cut = Some(now);
             self.peak = 0.0;
-            self.phase = Phase::Hold {
-                rate: 0.0,
-                windows: 0,
-                up_next: true,
-            };
+            self.phase = hold(0.0);
             self.set(self.limit / 2, now);
             return Some(self.limit);
         }
