@@ -3,6 +3,10 @@
 
 mod support;
 
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+};
 use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::ops::doctor::{DoctorReport, Status, run_doctor};
@@ -71,6 +75,7 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         "list destination",
         "invoke self",
         "read source versioning",
+        "list destination uploads",
     ] {
         assert_eq!(
             status(&report, name),
@@ -86,6 +91,8 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         Status::Pass
     };
     assert_eq!(status(&report, "delete in destination"), delete_probe);
+    // B has no lifecycle rule: a warning, not a failure.
+    assert_eq!(status(&report, "destination lifecycle"), Status::Warn);
     assert_eq!(world.destination_keys().await, vec!["from-a/sample.txt"]);
     assert_eq!(world.open_uploads().await, 0);
 
@@ -99,6 +106,88 @@ async fn a_complete_setup_is_healthy_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(invoked["healthy"], true, "{invoked}");
+}
+
+#[tokio::test]
+async fn warns_until_a_lifecycle_rule_of_b_aborts_incomplete_uploads_under_the_prefix() {
+    let world = World::new(
+        "doctorlifecycle",
+        WorldOptions {
+            destination_prefix: "from-a/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, detail) = lifecycle(&world).await;
+    assert_eq!(status, Status::Warn, "{detail}");
+    assert!(
+        detail.contains("AbortIncompleteMultipartUpload"),
+        "{detail}"
+    );
+    assert!(detail.contains("\"Prefix\": \"from-a/\""), "{detail}");
+
+    // A rule for another prefix, and one that only expires objects, do not cover it.
+    put_rules(
+        &world,
+        vec![
+            abort_rule("other", "logs/", 1),
+            LifecycleRule::builder()
+                .id("expire")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .expiration(LifecycleExpiration::builder().days(30).build())
+                .build()
+                .unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(lifecycle(&world).await.0, Status::Warn);
+
+    put_rules(&world, vec![abort_rule("abort", "from-", 3)]).await;
+    let (status, detail) = lifecycle(&world).await;
+    assert_eq!(status, Status::Pass, "{detail}");
+    assert!(detail.contains("after 3 day(s)"), "{detail}");
+}
+
+/// The doctor's lifecycle check: its status and what it says.
+async fn lifecycle(world: &World) -> (Status, String) {
+    let report = run_doctor(&world.replicator().await, SelfInvoker::default()).await;
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.name == "destination lifecycle")
+        .unwrap_or_else(|| panic!("no lifecycle check: {}", report.to_table()));
+    (check.status, check.detail.clone().unwrap_or_default())
+}
+
+fn abort_rule(id: &str, prefix: &str, days: i32) -> LifecycleRule {
+    LifecycleRule::builder()
+        .id(id)
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(days)
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
+async fn put_rules(world: &World, rules: Vec<LifecycleRule>) {
+    world
+        .admin_b
+        .put_bucket_lifecycle_configuration()
+        .bucket(&world.destination_bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .set_rules(Some(rules))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("B's admin sets lifecycle rules: {e:?}"));
 }
 
 #[tokio::test]
@@ -167,6 +256,8 @@ async fn without_b_s_bucket_policy_the_writes_fail_with_the_statement_to_add() {
             "delete destination tags",
             "read destination versioning",
             "list destination",
+            "list destination uploads",
+            "destination lifecycle",
             "read destination encryption"
         ]
     );
@@ -226,6 +317,8 @@ async fn each_identity_statement_removed_fails_the_checks_that_need_it() {
             &[
                 "read destination versioning",
                 "list destination",
+                "list destination uploads",
+                "destination lifecycle",
                 "read destination encryption",
             ],
         ),

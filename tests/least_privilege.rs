@@ -5,7 +5,8 @@
 //! The features are exercised on the emulator (which evaluates both policies): an event copy
 //! with metadata, tags and ACL; an event for an object already deleted; a multipart copy; the
 //! cleanup of a failed multipart copy; a replicated delete; a backfill; a backfill continuing
-//! itself through an asynchronous invocation; the permission doctor.
+//! itself through an asynchronous invocation; the permission doctor; the clean-up of uploads the
+//! function left open in B.
 
 mod support;
 
@@ -48,7 +49,7 @@ const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-const FEATURES: [&str; 10] = [
+const FEATURES: [&str; 11] = [
     "event copy",
     "deleted source",
     "multipart copy",
@@ -59,6 +60,7 @@ const FEATURES: [&str; 10] = [
     "doctor",
     "versioned multipart copy",
     "tag change",
+    "stale uploads",
 ];
 
 /// Which features break without each action (`Sid/action` of the identity policy, or
@@ -127,6 +129,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "backfill continues",
             "doctor",
             "versioned multipart copy",
+            "stale uploads",
         ],
     ),
     (
@@ -141,7 +144,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     (
         "WriteReplicas/s3:AbortMultipartUpload",
-        &["multipart cleanup", "doctor"],
+        &["multipart cleanup", "doctor", "stale uploads"],
     ),
     (
         "WriteReplicas/s3:GetObject",
@@ -178,6 +181,14 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("ListDestinationBucket/s3:GetBucketVersioning", &["doctor"]),
     (
+        "ListDestinationBucket/s3:ListBucketMultipartUploads",
+        &["doctor", "stale uploads"],
+    ),
+    (
+        "ListDestinationBucket/s3:GetLifecycleConfiguration",
+        &["doctor"],
+    ),
+    (
         "InvokeSelfForBackfill/lambda:InvokeFunction",
         &["backfill continues", "doctor"],
     ),
@@ -192,6 +203,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "backfill continues",
             "doctor",
             "versioned multipart copy",
+            "stale uploads",
         ],
     ),
     (
@@ -206,7 +218,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     (
         "bucket/s3:AbortMultipartUpload",
-        &["multipart cleanup", "doctor"],
+        &["multipart cleanup", "doctor", "stale uploads"],
     ),
     (
         "bucket/s3:GetObject",
@@ -233,6 +245,11 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("bucket/s3:GetEncryptionConfiguration", &["doctor"]),
     ("bucket/s3:GetBucketVersioning", &["doctor"]),
+    (
+        "bucket/s3:ListBucketMultipartUploads",
+        &["doctor", "stale uploads"],
+    ),
+    ("bucket/s3:GetLifecycleConfiguration", &["doctor"]),
 ];
 
 /// Removals checked at once, each on a world of its own.
@@ -547,6 +564,28 @@ async fn tag_change(world: &World, replicator: &Replicator) -> Result<(), String
     Ok(())
 }
 
+/// An upload the function started and left open (its copy stopped in the middle) is found and
+/// aborted by the `uploads` invocation.
+async fn stale_uploads(world: &World, replicator: &Replicator) -> Result<(), String> {
+    replicator
+        .clients()
+        .destination()
+        .create_multipart_upload()
+        .bucket(&world.destination_bucket)
+        .key("left-open.bin")
+        .send()
+        .await
+        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    let request = json!({"uploads": {"older_than_hours": 0, "abort": true}});
+    let report = handle_payload(&request, replicator)
+        .await
+        .map_err(|e| e.to_string())?;
+    if report["aborted"] != 1 || world.open_uploads().await != 0 {
+        return Err(format!("the upload left open was not aborted: {report}"));
+    }
+    Ok(())
+}
+
 async fn doctor(world: &World, replicator: &Replicator) -> Result<(), String> {
     let lambda = world.lambda_client().await;
     let invoker = SelfInvoker {
@@ -588,6 +627,7 @@ async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
         doctor(&world, &replicator).await,
         versioned_multipart_copy(&world, &replicator).await,
         tag_change(&world, &replicator).await,
+        stale_uploads(&world, &replicator).await,
     ];
     FEATURES
         .into_iter()

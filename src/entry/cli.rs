@@ -8,6 +8,7 @@ use crate::ops::policy::DestinationGrant;
 use crate::ops::setup::{
     Subscription, plan_policy, plan_subscription, write_notification, write_policy,
 };
+use crate::ops::uploads::{DEFAULT_OLDER_THAN_HOURS, UploadsRequest, older_than, stale_uploads};
 
 /// The Id of the function's notification in the source bucket, unless `--id` says otherwise.
 const NOTIFICATION_ID: &str = "s3-replicator";
@@ -23,7 +24,10 @@ const USAGE: &str = "usage: s3-replicator bucket-policy --role-arn ARN --bucket 
        s3-replicator role-policy --trust           (the execution role's identity policy, or its trust policy, for a
                                                     deployment without template.yaml; settings from the function's variables)
        s3-replicator doctor [--function-arn ARN]   (configuration from the same environment variables as the function;
-                                                    with the ARN, also checks that the role may invoke the function)";
+                                                    with the ARN, also checks that the role may invoke the function)
+       s3-replicator uploads [--older-than-hours N] [--abort]
+                                                   (the multipart uploads the function's role left open in B under the
+                                                    prefix, started N hours ago or more (default 24); aborts them if asked)";
 
 /// A command line that cannot be run (exit status 2), or a command that ran and failed
 /// (exit status 1).
@@ -69,6 +73,7 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             Ok(())
         }
         "doctor" => doctor(rest).await,
+        "uploads" => uploads(rest).await,
         "merge-policy" => {
             let flags = Flags::parse(rest, &["--dry-run", "--remove"])?;
             let grant = parse_grant(&flags.rest)?;
@@ -176,6 +181,34 @@ async fn doctor(rest: &[String]) -> Result<(), CliError> {
     } else {
         Err(failed("some permissions are missing"))
     }
+}
+
+/// Lists (and aborts, with `--abort`) the function's uploads left open in B, as JSON.
+async fn uploads(rest: &[String]) -> Result<(), CliError> {
+    let flags = Flags::parse(rest, &["--abort"])?;
+    let mut hours = DEFAULT_OLDER_THAN_HOURS;
+    for (_, value) in flags.values(&["--older-than-hours"])? {
+        hours = value
+            .parse()
+            .map_err(|_| usage(format!("--older-than-hours: not a number: {value:?}")))?;
+    }
+    let request = UploadsRequest {
+        older_than: older_than(hours).map_err(usage)?,
+        abort: flags.has("--abort"),
+    };
+    let (replicator, _) = replicator_from_env()
+        .await
+        .map_err(|e| failed(format!("configuration: {e}")))?;
+    let report = stale_uploads(&replicator, request).await.map_err(failed)?;
+    let text = serde_json::to_string_pretty(&report).map_err(failed)?;
+    println!("{text}");
+    if report.failed > 0 {
+        return Err(failed(format!(
+            "{} upload(s) could not be aborted",
+            report.failed
+        )));
+    }
+    Ok(())
 }
 
 /// Prints the execution role's identity policy (settings from the environment) or trust policy.

@@ -15,6 +15,7 @@ use crate::copy::{FailedObject, Outcome, Replicator};
 use crate::decode::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
 use crate::entry::batch::{is_batch_job, run_batch_job};
 use crate::invoke::SelfInvoker;
+use crate::ops::uploads::{UploadsRequest, stale_uploads};
 
 /// How many objects of one invocation are replicated at the same time.
 const OBJECT_CONCURRENCY: usize = 16;
@@ -43,6 +44,9 @@ pub enum HandlerError {
         /// The doctor's report as a table.
         report: String,
     },
+    /// Listing B's multipart uploads failed, or some could not be aborted.
+    #[error("{0}")]
+    Uploads(String),
     /// Some objects failed; the others were replicated.
     #[error("{failed} of {total} objects failed to replicate; first failure: {first}")]
     ObjectsFailed {
@@ -65,6 +69,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Backfill(_) => "BackfillFailed",
             HandlerError::ObjectsFailed { .. } => "ReplicationFailed",
             HandlerError::Unhealthy { .. } => "DoctorFoundProblems",
+            HandlerError::Uploads(_) => "UploadsFailed",
         };
         Diagnostic {
             error_type: error_type.to_string(),
@@ -186,6 +191,53 @@ impl InvocationContext<'_> {
     }
 }
 
+/// Runs the permission doctor as the function; fails when a check fails.
+async fn doctor(
+    replicator: &Replicator,
+    context: &InvocationContext<'_>,
+) -> Result<Value, HandlerError> {
+    let invoker = SelfInvoker {
+        client: context.lambda,
+        function_arn: context.function_arn,
+        request_id: context.request_id,
+    };
+    let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
+    tracing::info!(healthy = report.healthy, "permission doctor ran");
+    // A failing check fails the invocation, so that automation (a deploy pipeline, a
+    // scheduled check) sees it.
+    if !report.healthy {
+        let failing = report
+            .checks
+            .iter()
+            .filter(|c| c.status == crate::ops::doctor::Status::Fail)
+            .count();
+        return Err(HandlerError::Unhealthy {
+            failing,
+            report: report.to_table(),
+        });
+    }
+    Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
+}
+
+/// Lists (and aborts, if asked) the function's multipart uploads left open in B; fails when
+/// the listing fails or an abort does.
+async fn uploads(request: &Value, replicator: &Replicator) -> Result<Value, HandlerError> {
+    let request = UploadsRequest::from_value(request).map_err(HandlerError::InvalidRequest)?;
+    let report = stale_uploads(replicator, request)
+        .await
+        .map_err(|e| HandlerError::Uploads(e.to_string()))?;
+    if report.failed > 0 {
+        let first = report.stale.iter().find_map(|u| u.error.as_deref());
+        return Err(HandlerError::Uploads(format!(
+            "{} of {} uploads could not be aborted; first: {}",
+            report.failed,
+            report.stale.len(),
+            first.unwrap_or_default()
+        )));
+    }
+    Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
+}
+
 /// The Lambda entry point.
 pub async fn handle(
     event: LambdaEvent<Value>,
@@ -240,27 +292,10 @@ pub async fn handle_with_context(
         return Ok(serde_json::to_value(&report?).unwrap_or(Value::Null));
     }
     if payload.get("doctor").is_some() {
-        let invoker = SelfInvoker {
-            client: context.lambda,
-            function_arn: context.function_arn,
-            request_id: context.request_id,
-        };
-        let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
-        tracing::info!(healthy = report.healthy, "permission doctor ran");
-        // A failing check fails the invocation, so that automation (a deploy pipeline, a
-        // scheduled check) sees it.
-        if !report.healthy {
-            let failing = report
-                .checks
-                .iter()
-                .filter(|c| c.status == crate::ops::doctor::Status::Fail)
-                .count();
-            return Err(HandlerError::Unhealthy {
-                failing,
-                report: report.to_table(),
-            });
-        }
-        return Ok(serde_json::to_value(&report).unwrap_or(Value::Null));
+        return doctor(replicator, &context).await;
+    }
+    if let Some(request) = payload.get("uploads") {
+        return uploads(request, replicator).await;
     }
     if is_batch_job(payload) {
         let response = run_batch_job(payload, replicator)

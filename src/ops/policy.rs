@@ -6,6 +6,15 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 
+/// What the role reads of the destination bucket itself: its default encryption, its versioning,
+/// its open multipart uploads, its lifecycle rules.
+pub const BUCKET_SETTINGS: [&str; 4] = [
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketVersioning",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetLifecycleConfiguration",
+];
+
 /// What the destination bucket policy has to allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationGrant {
@@ -54,9 +63,11 @@ impl DestinationGrant {
     }
 
     /// The bucket policy document, ready to attach to the destination bucket: writes under the
-    /// prefix, listing under it for backfills to find what is missing, and reading the bucket's
+    /// prefix, listing under it for backfills to find what is missing, reading the bucket's
     /// default encryption (whether its ETags are MD5s) and versioning (the doctor's delete probe
-    /// would leave a delete marker in a versioned bucket).
+    /// would leave a delete marker in a versioned bucket), and listing its open multipart uploads
+    /// and reading its lifecycle rules (the function's uploads left open are found and aborted;
+    /// the doctor checks that a rule aborts the rest).
     pub fn bucket_policy(&self) -> Value {
         let partition = self.role_arn.split(':').nth(1).unwrap_or("aws");
         let mut listing = json!({
@@ -85,7 +96,7 @@ impl DestinationGrant {
                     "Sid": "AllowS3ReplicatorBucketSettings",
                     "Effect": "Allow",
                     "Principal": {"AWS": self.role_arn},
-                    "Action": ["s3:GetEncryptionConfiguration", "s3:GetBucketVersioning"],
+                    "Action": BUCKET_SETTINGS,
                     "Resource": format!("arn:{partition}:s3:::{}", self.bucket),
                 },
             ]
@@ -135,7 +146,12 @@ mod tests {
         let settings = &policy["Statement"][2];
         assert_eq!(
             settings["Action"],
-            json!(["s3:GetEncryptionConfiguration", "s3:GetBucketVersioning"])
+            json!([
+                "s3:GetEncryptionConfiguration",
+                "s3:GetBucketVersioning",
+                "s3:ListBucketMultipartUploads",
+                "s3:GetLifecycleConfiguration"
+            ])
         );
         assert_eq!(settings["Resource"], "arn:aws:s3:::dst-b");
     }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::policy::DestinationGrant;
+use super::policy::{BUCKET_SETTINGS, DestinationGrant};
 use crate::config::Config;
 
 /// What the role is granted beyond the buckets the configuration names.
@@ -108,11 +108,14 @@ fn bucket_statements(config: &Config, partition: &str) -> Vec<Value> {
     let source_prefix = config.source_prefix.as_deref().unwrap_or_default();
     // The same object actions B's bucket policy grants the role.
     let destination = DestinationGrant::from_config(config, String::new());
-    let bucket_settings = [
+    let source_settings = [
         "s3:ListBucket",
         "s3:GetEncryptionConfiguration",
         "s3:GetBucketVersioning",
     ];
+    let destination_settings: Vec<&str> = std::iter::once("s3:ListBucket")
+        .chain(BUCKET_SETTINGS)
+        .collect();
     let read = [
         "s3:GetObject",
         "s3:GetObjectTagging",
@@ -127,7 +130,7 @@ fn bucket_statements(config: &Config, partition: &str) -> Vec<Value> {
         ),
         statement(
             "ListSourceBucket",
-            &bucket_settings,
+            &source_settings,
             s3(&config.source_bucket),
         ),
         statement(
@@ -137,7 +140,7 @@ fn bucket_statements(config: &Config, partition: &str) -> Vec<Value> {
         ),
         statement(
             "ListDestinationBucket",
-            &bucket_settings,
+            &destination_settings,
             s3(&config.destination_bucket),
         ),
     ]

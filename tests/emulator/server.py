@@ -33,6 +33,7 @@ once it serves, and exits when its standard input closes (so it never outlives i
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import logging
@@ -50,6 +51,7 @@ import boto3
 import moto
 import yaml
 from botocore.config import Config as BotoConfig
+from moto.core.responses import ActionResult
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, create_access_key
 from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import (
@@ -58,7 +60,7 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from moto.s3 import notifications as s3_notifications
-from moto.s3.models import FakeDeleteMarker, FakeKey, S3Backend, s3_backends
+from moto.s3.models import FakeDeleteMarker, FakeKey, FakeMultipart, S3Backend, s3_backends
 from moto.s3.responses import S3Response
 from moto.utilities.tagging_service import TaggingService
 from werkzeug.serving import make_server
@@ -146,6 +148,47 @@ def _put_object_tagging_as_s3(self, *args, **kwargs):
 
 s3_notifications.send_event = _send_event_as_s3
 S3Response.put_object_tagging = _put_object_tagging_as_s3
+
+# S3's ListMultipartUploads reports who started each upload (a role's session as
+# arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION) and when, and encodes keys when asked for
+# EncodingType=url; moto reports one fixed user and date for every upload, and raw keys. The
+# authorizing layer names the principal of the request being served.
+_REQUEST_PRINCIPAL = threading.local()
+_fake_multipart_init = FakeMultipart.__init__
+
+
+def _fake_multipart_with_initiator(self, *args, **kwargs):
+    _fake_multipart_init(self, *args, **kwargs)
+    self.initiator = getattr(_REQUEST_PRINCIPAL, "arn", None) or f"arn:aws:iam::{self.account_id}:root"
+    self.initiated = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _list_multipart_uploads_as_s3(self):
+    prefix = self.querystring.get("prefix", [""])[0]
+    encode = self.querystring.get("encoding-type", [None])[0] == "url"
+    uploads = [
+        {
+            "Key": urllib.parse.quote(upload.key_name) if encode else upload.key_name,
+            "UploadId": upload.id,
+            "Initiator": {"ID": upload.initiator,
+                          "DisplayName": upload.initiator.rsplit(":", 1)[-1]},
+            "Owner": {"ID": upload.account_id, "DisplayName": upload.account_id},
+            "StorageClass": "STANDARD",
+            "Initiated": upload.initiated.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        }
+        for upload in self.backend.list_multipart_uploads(self.bucket_name).values()
+        if upload.key_name.startswith(prefix)
+    ]
+    result = {"Bucket": self.bucket_name, "KeyMarker": "", "UploadIdMarker": "",
+              "MaxUploads": 1000, "IsTruncated": False, "Uploads": uploads}
+    if encode:
+        result["EncodingType"] = "url"
+    self.data["Action"] = "ListMultipartUploads"
+    return self.serialized(ActionResult(result))
+
+
+FakeMultipart.__init__ = _fake_multipart_with_initiator
+S3Response.list_multipart_uploads = _list_multipart_uploads_as_s3
 REGION = "us-east-1"
 PARTITION = "aws"
 ROOT = Path(__file__).resolve().parents[2]
@@ -529,6 +572,7 @@ class AuthorizingApp:
                     environ, start_response)
         if credential is None or credential[2] != "s3":
             return self.app(environ, start_response)
+        _REQUEST_PRINCIPAL.arn = None
         request = Request(environ)
         raw_path = urllib.parse.unquote(environ.get("RAW_URI") or environ.get("PATH_INFO", ""))
         trigger = self.state.take_trigger(request.method, raw_path, environ.get("QUERY_STRING", ""))
@@ -770,6 +814,7 @@ class AuthorizingApp:
             raise Refused(403, "AccessDenied", "Anonymous access is not allowed by the emulator.")
         token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or request.args.get("X-Amz-Security-Token")
         principal = resolve_principal(access_key, token)
+        _REQUEST_PRINCIPAL.arn = principal.arn
 
         raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
         raw_path = raw_path.split("?", 1)[0]

@@ -4,6 +4,7 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{EncodingType, ServerSideEncryption};
 
+use super::cleanup::{destination_lifecycle, list_destination_uploads};
 use super::probe::{Found, Probe};
 use super::report::{
     Check, IDENTITY_POLICY, first_key, identity_statement, info, outcome, skipped,
@@ -24,6 +25,8 @@ pub(super) enum CheckKind {
     DeleteInDestination,
     ListDestination,
     ReadDestinationHead,
+    ListDestinationUploads,
+    DestinationLifecycle,
     BucketEncryption,
     InvokeSelf,
     SourceVersions,
@@ -31,7 +34,7 @@ pub(super) enum CheckKind {
 }
 
 /// Every check, in the order they run.
-pub(super) const CHECKS: [CheckKind; 12] = [
+pub(super) const CHECKS: [CheckKind; 14] = [
     CheckKind::ListSource,
     CheckKind::ReadSourceObject,
     CheckKind::WriteDestination,
@@ -40,6 +43,8 @@ pub(super) const CHECKS: [CheckKind; 12] = [
     CheckKind::DeleteInDestination,
     CheckKind::ListDestination,
     CheckKind::ReadDestinationHead,
+    CheckKind::ListDestinationUploads,
+    CheckKind::DestinationLifecycle,
     CheckKind::BucketEncryption,
     CheckKind::InvokeSelf,
     CheckKind::SourceVersions,
@@ -59,6 +64,8 @@ impl CheckKind {
             CheckKind::DeleteInDestination => delete_in_destination(probe, found).await,
             CheckKind::ListDestination => vec![list_destination(probe, found).await],
             CheckKind::ReadDestinationHead => vec![read_destination_head(probe, found).await],
+            CheckKind::ListDestinationUploads => vec![list_destination_uploads(probe).await],
+            CheckKind::DestinationLifecycle => vec![destination_lifecycle(probe).await],
             CheckKind::BucketEncryption => bucket_encryption(probe).await,
             CheckKind::InvokeSelf => vec![invoke_self(probe).await],
             CheckKind::SourceVersions => source_versions(probe, found).await,

@@ -7,6 +7,7 @@
 //! delete marker; the self-invocation check is a Lambda `DryRun`, which runs nothing.
 
 mod checks;
+mod cleanup;
 mod probe;
 mod report;
 mod versions;

@@ -18,6 +18,8 @@ pub enum Status {
     Skip,
     /// A setting worth knowing, read where permitted.
     Info,
+    /// A setting that costs money or risks loss, with what to change; not a failure.
+    Warn,
 }
 
 /// One check.
@@ -64,6 +66,7 @@ impl DoctorReport {
                 Status::Fail => "FAIL",
                 Status::Skip => "SKIP",
                 Status::Info => "INFO",
+                Status::Warn => "WARN",
             };
             out.push_str(&format!(
                 "{status}  {:<28} {} on {}",
