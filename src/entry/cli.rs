@@ -202,13 +202,9 @@ async fn uploads(rest: &[String]) -> Result<(), CliError> {
     let report = stale_uploads(&replicator, request).await.map_err(failed)?;
     let text = serde_json::to_string_pretty(&report).map_err(failed)?;
     println!("{text}");
-    if report.failed > 0 {
-        return Err(failed(format!(
-            "{} upload(s) could not be aborted",
-            report.failed
-        )));
-    }
-    Ok(())
+    report
+        .abort_failure()
+        .map_or(Ok(()), |failure| Err(failed(failure)))
 }
 
 /// Prints the execution role's identity policy (settings from the environment) or trust policy.

@@ -226,14 +226,8 @@ async fn uploads(request: &Value, replicator: &Replicator) -> Result<Value, Hand
     let report = stale_uploads(replicator, request)
         .await
         .map_err(|e| HandlerError::Uploads(e.to_string()))?;
-    if report.failed > 0 {
-        let first = report.stale.iter().find_map(|u| u.error.as_deref());
-        return Err(HandlerError::Uploads(format!(
-            "{} of {} uploads could not be aborted; first: {}",
-            report.failed,
-            report.stale.len(),
-            first.unwrap_or_default()
-        )));
+    if let Some(failure) = report.abort_failure() {
+        return Err(HandlerError::Uploads(failure));
     }
     Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
 }

@@ -87,6 +87,21 @@ pub struct UploadsReport {
     pub failed: usize,
 }
 
+impl UploadsReport {
+    /// What went wrong when some uploads could not be aborted: how many, and the first error.
+    pub fn abort_failure(&self) -> Option<String> {
+        (self.failed > 0).then(|| {
+            let first = self.stale.iter().find_map(|u| u.error.as_deref());
+            format!(
+                "{} of {} uploads could not be aborted; first: {}",
+                self.failed,
+                self.stale.len(),
+                first.unwrap_or_default()
+            )
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadsError {
     #[error(
