@@ -10,6 +10,12 @@
 //! - `events BUCKET BATCH` lists BUCKET and prints, a line each, the SQS events (BATCH messages of
 //!   one S3 notification each) that S3 and SQS would deliver for its objects' uploads.
 //! - `count BUCKET` prints how many objects BUCKET holds.
+//! - `put-large BUCKET KEY MIB PART_MIB` uploads an object of MIB MiB in parts of PART_MIB MiB
+//!   (untimed set-up).
+//! - `large-copy FROM KEY TO CONCURRENCY PER_INVOCATION` times the replicator copying KEY in
+//!   parts (the source's own layout), CONCURRENCY parts at once; with PER_INVOCATION a number, the
+//!   copy is handed from invocation to invocation every PER_INVOCATION parts (`all`: one
+//!   invocation).
 //! - `latency-proxy UPSTREAM LEAST_MS MOST_MS` forwards to UPSTREAM, delaying each request by
 //!   LEAST_MS to MOST_MS (the test suite's proxy); prints its endpoint, then serves until killed.
 
@@ -25,6 +31,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::types::Object;
 use futures::StreamExt;
 use s3_replicator::backfill::{BackfillRequest, run_backfill};
+use s3_replicator::copy::Outcome;
+use s3_replicator::copy::chain::{Budget, Continuation};
+use s3_replicator::decode::{ObjectEvent, ObjectEventKind};
 use s3_replicator::invoke::SelfInvoker;
 use s3_replicator::{Config, Replicator, S3Clients};
 use serde_json::json;
@@ -33,6 +42,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: driver populate BUCKET COUNT | raw-copy FROM TO CONCURRENCY | \
 backfill FROM TO CONCURRENCY|default | events BUCKET BATCH | count BUCKET | \
+put-large BUCKET KEY MIB PART_MIB | large-copy FROM KEY TO CONCURRENCY PER_INVOCATION|all | \
 latency-proxy UPSTREAM LEAST_MS MOST_MS";
 
 #[tokio::main]
@@ -63,6 +73,12 @@ async fn main() -> Result<(), Error> {
             let objects = list(&client, bucket).await?.len();
             println!("{}", json!({ "command": "count", "objects": objects }));
             Ok(())
+        }
+        ["put-large", bucket, key, mib, part_mib] => {
+            put_large(&client, bucket, key, mib.parse()?, part_mib.parse()?).await
+        }
+        ["large-copy", from, key, to, concurrency, per_invocation] => {
+            large_copy(&sdk, from, key, to, concurrency, per_invocation).await
         }
         ["latency-proxy", upstream, least, most] => {
             latency_proxy(upstream, least.parse()?, most.parse()?).await
@@ -146,12 +162,7 @@ async fn backfill(
     if concurrency != "default" {
         vars.push(("BACKFILL_CONCURRENCY", concurrency));
     }
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    })?;
-    let replicator = Replicator::new(S3Clients::new(sdk, &config)?, config);
+    let replicator = replicator_with(sdk, &vars)?;
     let started = Instant::now();
     let result = run_backfill(
         &BackfillRequest::default(),
@@ -181,6 +192,152 @@ async fn backfill(
         })
     );
     Ok(())
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Bytes that do not repeat from part to part (a content-addressed store would dedupe copies).
+fn part_bytes(number: usize, size: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ number as u64;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn put_large(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    mib: usize,
+    part_mib: usize,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let upload = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let parts = mib.div_ceil(part_mib);
+    let uploaded: Vec<Result<aws_sdk_s3::types::CompletedPart, Error>> =
+        futures::stream::iter(1..=parts)
+            .map(|number| async move {
+                let size = (part_mib * MIB).min(mib * MIB - (number - 1) * part_mib * MIB);
+                let part = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number as i32)
+                    .body(part_bytes(number, size).into())
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+                Ok(aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(number as i32)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build())
+            })
+            .buffered(4)
+            .collect()
+            .await;
+    let completed = uploaded.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+    report("put-large", 1, started);
+    Ok(())
+}
+
+async fn large_copy(
+    sdk: &aws_config::SdkConfig,
+    from: &str,
+    key: &str,
+    to: &str,
+    concurrency: &str,
+    per_invocation: &str,
+) -> Result<(), Error> {
+    let mut vars = vec![
+        ("SOURCE_BUCKET", from),
+        ("DESTINATION_BUCKET", to),
+        ("DESTINATION_ACL", "none"),
+        ("S3_FORCE_PATH_STYLE", "true"),
+        ("MULTIPART_THRESHOLD", "5MiB"),
+        ("PART_CONCURRENCY", concurrency),
+    ];
+    if per_invocation != "all" {
+        vars.push(("PARTS_PER_INVOCATION", per_invocation));
+    }
+    let replicator = replicator_with(sdk, &vars)?;
+    let event = ObjectEvent {
+        kind: ObjectEventKind::Created,
+        event_name: "ObjectCreated:CompleteMultipartUpload".into(),
+        bucket: from.to_string(),
+        key: key.to_string(),
+        alternate_keys: Vec::new(),
+        size: None,
+        etag: None,
+        version_id: None,
+        sequencer: None,
+        event_time: None,
+        region: None,
+    };
+    let budget = Budget::default();
+    let started = Instant::now();
+    let mut outcome = replicator.replicate(&event, &budget).await;
+    let mut invocations = 1;
+    while let Outcome::HandedOff {
+        resume: Some(payload),
+        ..
+    } = &outcome
+    {
+        let chain = Continuation::from_value(&payload["continue"])?;
+        outcome = replicator.resume(&chain, &budget).await;
+        invocations += 1;
+    }
+    let Outcome::Copied { bytes, .. } = outcome else {
+        return Err(format!("not copied: {outcome:?}").into());
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "command": "large-copy", "bytes": bytes, "seconds": elapsed,
+            "invocations": invocations,
+            "mib_per_second": bytes as f64 / MIB as f64 / elapsed,
+        })
+    );
+    Ok(())
+}
+
+/// The replicator configured by `vars` (the function's environment variables).
+fn replicator_with(
+    sdk: &aws_config::SdkConfig,
+    vars: &[(&str, &str)],
+) -> Result<Replicator, Error> {
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })?;
+    Ok(Replicator::new(S3Clients::new(sdk, &config)?, config))
 }
 
 fn report(command: &str, objects: u64, started: Instant) {

@@ -21,7 +21,7 @@ else
   # delete leaves a delete marker, the doctor's delete probe stands down, copies in parts read by
   # version.
   export S3R_TEST_VERSIONED=1
-  cargo test --test event_mode --test multipart --test backfill --test doctor \
+  cargo test --test event_mode --test multipart --test chain --test backfill --test doctor \
     --test least_privilege --test versions 2>&1 | tee "$logs/run/cargo-test-versioned.log"
   cargo test --test faults event_mode 2>&1 | tee -a "$logs/run/cargo-test-versioned.log"
   unset S3R_TEST_VERSIONED

@@ -58,6 +58,9 @@ pub struct Config {
     pub multipart_threshold: u64,
     /// `PART_CONCURRENCY`: how many parts of one object are copied at once.
     pub part_concurrency: usize,
+    /// `PARTS_PER_INVOCATION`: the most parts one invocation copies of one object before it hands
+    /// the rest to a continuation invocation; unset, only the deadline stops it.
+    pub parts_per_invocation: Option<usize>,
     /// `DESTINATION_ACCOUNT_ID`: account B. Every call on the destination bucket states it as the
     /// expected bucket owner, so a same-named bucket owned by anyone else is never written.
     pub destination_account_id: Option<String>,
@@ -160,6 +163,9 @@ impl Config {
                 DEFAULT_PART_CONCURRENCY,
                 100,
             )?,
+            parts_per_invocation: get("PARTS_PER_INVOCATION")
+                .map(|value| count("PARTS_PER_INVOCATION", Some(value), 1, 10_000))
+                .transpose()?,
             destination_account_id: get("DESTINATION_ACCOUNT_ID").map(account_id).transpose()?,
             function_role_arn: get("FUNCTION_ROLE_ARN"),
             attempt_timeout: attempt_timeout(get("S3_ATTEMPT_TIMEOUT"))?,

@@ -286,6 +286,15 @@ pub enum ReplicationError {
         #[source]
         source: Box<S3Failure>,
     },
+    /// A copy in parts that cannot go on across invocations (its continuation could not be
+    /// started, or it made no progress in several invocations in a row); its upload was aborted.
+    #[error("the copy in parts of {key} stopped: {message}")]
+    Chain {
+        /// The destination key.
+        key: String,
+        /// Why.
+        message: String,
+    },
     /// Any other refusal by S3.
     #[error("S3 refused {operation} {resource}: {source}")]
     S3 {
@@ -371,6 +380,7 @@ impl ReplicationError {
             ReplicationError::AccessDenied { code, .. } => code,
             ReplicationError::Archived { .. } => "Archived",
             ReplicationError::NoSuchBucket { .. } => "NoSuchBucket",
+            ReplicationError::Chain { .. } => "ChainStopped",
             ReplicationError::Transient { source, .. } | ReplicationError::S3 { source, .. } => {
                 &source.code
             }
@@ -404,6 +414,9 @@ fn access_hint(operation: &str, side: Side, bucket: &str) -> String {
         ),
         (Side::Destination, "HeadObject") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:GetObject to the function's execution role (it reads replicas' heads to verify them), and the role's identity policy must allow it too"
+        ),
+        (Side::Destination, "ListParts") => format!(
+            "bucket {bucket}'s bucket policy (account B) must allow s3:ListMultipartUploadParts to the function's execution role (a copy in parts continued in a new invocation reads the parts already copied), and the role's identity policy must allow it too"
         ),
         (Side::Destination, "DeleteObject") => format!(
             "bucket {bucket}'s bucket policy (account B) must allow s3:DeleteObject to the function's execution role, and the role's identity policy must allow it too"

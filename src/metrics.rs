@@ -17,6 +17,8 @@ pub struct InvocationMetrics {
     pub failed: u64,
     /// Objects that must be restored from an archive tier first.
     pub archived: u64,
+    /// Copies in parts handed to a continuation invocation (not done yet, not failed).
+    pub handed_off: u64,
     /// Bytes copied.
     pub bytes: i64,
     /// The longest time from an event to its copy completing, in milliseconds.
@@ -32,6 +34,7 @@ pub fn emf_document(function_name: &str, timestamp_ms: u64, metrics: &Invocation
         json!({"Name": "ObjectsSkipped", "Unit": "Count"}),
         json!({"Name": "ObjectsFailed", "Unit": "Count"}),
         json!({"Name": "ObjectsArchived", "Unit": "Count"}),
+        json!({"Name": "ObjectsHandedOff", "Unit": "Count"}),
         json!({"Name": "BytesCopied", "Unit": "Bytes"}),
     ];
     let mut document = json!({
@@ -48,6 +51,7 @@ pub fn emf_document(function_name: &str, timestamp_ms: u64, metrics: &Invocation
         "ObjectsSkipped": metrics.skipped,
         "ObjectsFailed": metrics.failed,
         "ObjectsArchived": metrics.archived,
+        "ObjectsHandedOff": metrics.handed_off,
         "BytesCopied": metrics.bytes,
     });
     if let Some(lag) = metrics.max_lag_ms {
@@ -95,6 +99,7 @@ mod tests {
             skipped: 1,
             failed: 2,
             archived: 1,
+            handed_off: 1,
             bytes: 4096,
             max_lag_ms: Some(1500),
             listed: Some(7),
@@ -116,6 +121,7 @@ mod tests {
                 "ObjectsSkipped",
                 "ObjectsFailed",
                 "ObjectsArchived",
+                "ObjectsHandedOff",
                 "BytesCopied",
                 "ReplicationLag",
                 "BackfillKeysListed"

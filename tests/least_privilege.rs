@@ -49,11 +49,12 @@ const SERVICE_STATEMENTS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-const FEATURES: [&str; 11] = [
+const FEATURES: [&str; 12] = [
     "event copy",
     "deleted source",
     "multipart copy",
     "multipart cleanup",
+    "chained copy",
     "replicated delete",
     "backfill",
     "backfill continues",
@@ -77,6 +78,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "replicated delete",
             "backfill",
             "doctor",
@@ -90,6 +92,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "backfill",
             "doctor",
             "tag change",
@@ -125,6 +128,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "backfill",
             "backfill continues",
             "doctor",
@@ -137,6 +141,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "doctor",
             "versioned multipart copy",
             "tag change",
@@ -147,8 +152,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["multipart cleanup", "doctor", "stale uploads"],
     ),
     (
+        "WriteReplicas/s3:ListMultipartUploadParts",
+        &["chained copy", "doctor"],
+    ),
+    (
         "WriteReplicas/s3:GetObject",
-        &["multipart copy", "doctor", "versioned multipart copy"],
+        &[
+            "multipart copy",
+            "chained copy",
+            "doctor",
+            "versioned multipart copy",
+        ],
     ),
     (
         "WriteReplicas/s3:DeleteObjectTagging",
@@ -161,6 +175,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "backfill",
             "backfill continues",
             "doctor",
@@ -199,6 +214,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "backfill",
             "backfill continues",
             "doctor",
@@ -211,6 +227,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "doctor",
             "versioned multipart copy",
             "tag change",
@@ -221,8 +238,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["multipart cleanup", "doctor", "stale uploads"],
     ),
     (
+        "bucket/s3:ListMultipartUploadParts",
+        &["chained copy", "doctor"],
+    ),
+    (
         "bucket/s3:GetObject",
-        &["multipart copy", "doctor", "versioned multipart copy"],
+        &[
+            "multipart copy",
+            "chained copy",
+            "doctor",
+            "versioned multipart copy",
+        ],
     ),
     ("bucket/s3:DeleteObjectTagging", &["doctor", "tag change"]),
     (
@@ -232,6 +258,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "deleted source",
             "multipart copy",
             "multipart cleanup",
+            "chained copy",
             "backfill",
             "backfill continues",
             "doctor",
@@ -262,18 +289,28 @@ const REMOVALS_AT_ONCE: usize = 4;
 const VERSIONED_CHANGES: &[(&str, &[&str], &[&str])] = &[
     (
         "ReadSourceObjects/s3:GetObjectTagging",
-        &["multipart copy", "multipart cleanup"],
+        &["multipart copy", "multipart cleanup", "chained copy"],
         &[],
     ),
     (
         "ReadSourceObjects/s3:GetObjectVersion",
         &[],
-        &["multipart copy", "multipart cleanup", "doctor"],
+        &[
+            "multipart copy",
+            "multipart cleanup",
+            "chained copy",
+            "doctor",
+        ],
     ),
     (
         "ReadSourceObjects/s3:GetObjectVersionTagging",
         &[],
-        &["multipart copy", "multipart cleanup", "doctor"],
+        &[
+            "multipart copy",
+            "multipart cleanup",
+            "chained copy",
+            "doctor",
+        ],
     ),
     ("WriteReplicas/s3:DeleteObject", &["doctor"], &[]),
     ("bucket/s3:DeleteObject", &["doctor"], &[]),
@@ -460,6 +497,33 @@ async fn multipart_cleanup(world: &World, replicator: &Replicator) -> Result<(),
     Ok(())
 }
 
+/// A copy in parts handed from one invocation to the next (two parts each), which finds the
+/// parts already copied with `ListParts`.
+async fn chained_copy(world: &World) -> Result<(), String> {
+    let replicator = world
+        .replicator_with(
+            "us-east-1",
+            &[
+                ("MULTIPART_THRESHOLD", "5MiB"),
+                ("PART_CONCURRENCY", "2"),
+                ("PARTS_PER_INVOCATION", "2"),
+            ],
+        )
+        .await;
+    put_in_parts(world, "chained.bin", vec![b'c'; 12 * MIB]).await;
+    let first = event(world, &replicator, "s3-put.json", "chained.bin").await?;
+    let Some(resume) = first["resume"].get(0) else {
+        return Err(format!("not handed off: {first}"));
+    };
+    let last = handle_payload(resume, &replicator)
+        .await
+        .map_err(|e| e.to_string())?;
+    if last["copied"] != 1 {
+        return Err(format!("not copied: {last}"));
+    }
+    replica_tags(world, "chained.bin").await
+}
+
 async fn replicated_delete(world: &World, replicator: &Replicator) -> Result<(), String> {
     world
         .admin_b
@@ -621,6 +685,7 @@ async fn broken_features(drop: Option<&str>) -> Vec<(&'static str, String)> {
         deleted_source(&world, &replicator).await,
         multipart_copy(&world, &replicator).await,
         multipart_cleanup(&world, &replicator).await,
+        chained_copy(&world).await,
         replicated_delete(&world, &replicator).await,
         backfill(&world, &replicator).await,
         backfill_continues(&world, &replicator).await,

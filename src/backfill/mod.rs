@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde_json::Value;
 
+use crate::copy::chain::Budget;
 use crate::copy::{FailedObject, Outcome, Replicator};
 use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{ReplicationError, S3Failure, Side};
@@ -146,14 +147,12 @@ async fn run_hop(
         request.start_after.as_deref(),
         shallow,
     );
-    let end = schedule_copies(
-        merge,
-        &request,
-        replicator,
-        stop_time(deadline),
-        &mut report,
-    )
-    .await;
+    // Copies in parts that do not fit in the hop continue in chains of their own.
+    let budget = Budget {
+        deadline,
+        invoker: invoker.owned(),
+    };
+    let end = schedule_copies(merge, &request, replicator, &budget, &mut report).await;
     log_progress(&report, prefix, &end);
     end_hop(&request, report, end, replicator, invoker).await
 }
@@ -165,9 +164,10 @@ async fn schedule_copies(
     mut merge: Merge,
     request: &BackfillRequest,
     replicator: &Replicator,
-    stop_at: Option<Instant>,
+    budget: &Budget,
     report: &mut BackfillReport,
 ) -> HopEnd {
+    let stop_at = stop_time(budget.deadline);
     let bucket = &replicator.config().source_bucket;
     let shared = Arc::new(replicator.clone());
     let slow_downs_before = replicator.clients().slow_downs();
@@ -201,7 +201,7 @@ async fn schedule_copies(
                     launched = true;
                     report.listed += 1;
                     last_started = Some(object.key.clone());
-                    in_flight.push(start(decision, object.key, request, &shared));
+                    in_flight.push(start(decision, object.key, request, &shared, budget));
                 }
             }
         }
@@ -312,6 +312,7 @@ fn start(
     key: String,
     request: &BackfillRequest,
     replicator: &Arc<Replicator>,
+    budget: &Budget,
 ) -> BoxFuture<'static, Finished> {
     let listed = match decision {
         Decision::Unchanged => {
@@ -325,6 +326,7 @@ fn start(
         Decision::Copy(listed) => listed,
     };
     let replicator = Arc::clone(replicator);
+    let budget = budget.clone();
     let event = ObjectEvent {
         kind: ObjectEventKind::Created,
         event_name: "Backfill".into(),
@@ -341,7 +343,7 @@ fn start(
     // A task of its own, so copies progress while the merge waits for the next page.
     let task = tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = replicator.replicate(&event).await;
+        let outcome = replicator.replicate(&event, &budget).await;
         outcome.log(&event, started.elapsed());
         outcome
     });
@@ -371,6 +373,10 @@ fn record(report: &mut BackfillReport, bucket: &str, finished: &Finished) {
         }
         Finish::Done(Outcome::Deleted { .. } | Outcome::Tagged { .. } | Outcome::Skipped(_)) => {
             report.skipped += 1
+        }
+        Finish::Done(Outcome::HandedOff { resume, .. }) => {
+            report.handed_off += 1;
+            report.copies_to_resume.extend(resume.clone());
         }
         Finish::Done(Outcome::Archived(error)) => {
             report.archived += 1;

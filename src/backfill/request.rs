@@ -72,6 +72,12 @@ pub struct BackfillReport {
     /// Objects in an archive storage class or tier: restore them, and their restore events (or
     /// a re-run) copy them.
     pub archived: u64,
+    /// Large objects whose copy in parts continues in its own chain of invocations.
+    pub handed_off: u64,
+    /// The payloads that continue those copies, when the function could not invoke itself
+    /// (outside Lambda): invoke the function with each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies_to_resume: Vec<Value>,
     /// Bytes copied.
     pub bytes: i64,
     /// Whether this was a dry run.

@@ -8,6 +8,7 @@
 //! replicas), and [`outcome`] (the results every mode reports). Built on the decoded events and
 //! the clients; the modes (event, backfill, doctor) call it.
 
+pub mod chain;
 mod delete;
 pub mod identity;
 pub mod multipart;
@@ -24,8 +25,9 @@ use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{FailureClass, ReplicationError, Side};
 use crate::keys::destination_key;
 use crate::limits::MAX_PART_SIZE;
+use chain::{Budget, Continuation};
 use identity::{AgeAsEvidence, Evidence, Facts, judge};
-use multipart::{SourceObject, copy_in_parts};
+use multipart::{SourceObject, Step, copy_in_parts};
 use outcome::failure_on;
 pub use outcome::{CopyError, FailedObject, Outcome, SkipReason};
 use source::{CurrentSource, SourceEndpoint, head_readings, head_source};
@@ -49,6 +51,8 @@ enum Done {
     Copied(Verified),
     /// Found the replica current already, by this evidence.
     AlreadyCurrent(Evidence),
+    /// Copied some parts; the next invocation continues from this.
+    HandedOff(Box<Continuation>),
 }
 
 /// What to do after one copy attempt failed.
@@ -97,9 +101,10 @@ impl Replicator {
         }
     }
 
-    /// Replicates the object an event names and returns its outcome. Only the configured source
+    /// Replicates the object an event names and returns its outcome; a copy in parts that does
+    /// not fit in `budget` is handed to a continuation invocation. Only the configured source
     /// bucket is acted on, whatever the event says.
-    pub async fn replicate(&self, event: &ObjectEvent) -> Outcome {
+    pub async fn replicate(&self, event: &ObjectEvent, budget: &Budget) -> Outcome {
         if event.bucket != self.config.source_bucket {
             return Outcome::Failed(ReplicationError::ForeignBucket {
                 bucket: event.bucket.clone(),
@@ -115,11 +120,11 @@ impl Replicator {
             return Outcome::Skipped(SkipReason::OutsideSourcePrefix(prefix.clone()));
         }
         match event.kind {
-            ObjectEventKind::Removed => self.converge_removed(event).await,
-            ObjectEventKind::Tagged => self.copy_tags(event).await,
+            ObjectEventKind::Removed => self.converge_removed(event, budget).await,
+            ObjectEventKind::Tagged => self.copy_tags(event, budget).await,
             _ => {
                 let known = event.etag.as_deref().zip(event.size);
-                self.copy_current(event, Known::Listed(known)).await
+                self.copy_current(event, Known::Listed(known), budget).await
             }
         }
     }
@@ -130,14 +135,20 @@ impl Replicator {
     /// of that ETag with no other request; else its head is read first. If the source changed,
     /// or the copy found no object under that key reading, the head is read and the copy made
     /// again from what is current (a gone source is skipped). The replica is verified.
-    async fn copy_current(&self, event: &ObjectEvent, known: Known<'_>) -> Outcome {
+    async fn copy_current(
+        &self,
+        event: &ObjectEvent,
+        known: Known<'_>,
+        budget: &Budget,
+    ) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
         };
-        let (mut listed, mut read) = match known {
-            Known::Listed(listed) => (listed, None),
-            Known::Read(current) => (None, Some(*current)),
+        let (mut listed, mut read, mut resuming) = match known {
+            Known::Listed(listed) => (listed, None, None),
+            Known::Read(current) => (None, Some(*current), None),
+            Known::Chain(current, chain) => (None, Some(*current), Some(chain)),
         };
         let mut attempt = 0;
         loop {
@@ -158,8 +169,14 @@ impl Replicator {
                         return Outcome::Failed(ReplicationError::InvalidEvent(message));
                     }
                 };
-            let copied = self.copy_object(&source, &current, &destination_key).await;
-            let error = match copied {
+            let copy = Copy {
+                source: &source,
+                current: &current,
+                destination_key: &destination_key,
+                resuming: resuming.take(),
+                budget,
+            };
+            let error = match self.copy_object(copy).await {
                 Ok(Done::Copied(verified)) => {
                     return Outcome::Copied {
                         destination_key,
@@ -170,6 +187,7 @@ impl Replicator {
                 Ok(Done::AlreadyCurrent(evidence)) => {
                     return Outcome::Skipped(SkipReason::IdenticalReplica(evidence.name()));
                 }
+                Ok(Done::HandedOff(chain)) => return self.hand_off(*chain, budget).await,
                 Err(error) => error,
             };
             match self.after_failure(error, attempt, &source, &current.key, &destination_key) {
@@ -178,6 +196,58 @@ impl Replicator {
                     "the source changed, went missing or lost its upload during the copy; copying what is current now"
                 ),
                 Next::Stop(outcome) => return outcome,
+            }
+        }
+    }
+
+    /// Continues a copy in parts an earlier invocation started (a `continue` payload), as far as
+    /// `budget` allows. When the source is no longer the object the chain copies, its upload is
+    /// aborted and the current object copied instead (or nothing, when it is gone).
+    pub async fn resume(&self, chain: &Continuation, budget: &Budget) -> Outcome {
+        let event = chain.event();
+        if event.bucket != self.config.source_bucket {
+            return Outcome::Failed(ReplicationError::ForeignBucket {
+                bucket: event.bucket,
+                expected: self.config.source_bucket.clone(),
+            });
+        }
+        let source = match self.source_endpoint(&event) {
+            Ok(source) => source,
+            Err(error) => return Outcome::Failed(error),
+        };
+        let found = head_source(&self.config, &event, &source).await;
+        let current = match found {
+            Ok(found) => found.map(CurrentSource::from_head),
+            Err(error) => return Outcome::Failed(error),
+        };
+        let mapped = destination_key(&self.config.destination_prefix, &chain.key);
+        let unchanged = current.as_ref().is_some_and(|current| {
+            current.etag.as_deref() == Some(chain.etag.as_str())
+                && current.head.as_ref().and_then(|h| h.version_id()) == chain.version_id.as_deref()
+        }) && mapped.as_deref() == Ok(chain.destination_key.as_str());
+        if !unchanged {
+            tracing::warn!(
+                bucket = %chain.bucket, key = %chain.key, upload_id = %chain.upload_id,
+                "the source changed or went away since this copy in parts started: its upload is aborted"
+            );
+            let destination = self.clients.destination();
+            multipart::abort(
+                destination,
+                &self.config,
+                &chain.destination_key,
+                &chain.upload_id,
+            )
+            .await;
+        }
+        match current {
+            None => Outcome::Skipped(SkipReason::SourceGone),
+            Some(current) if unchanged => {
+                let known = Known::Chain(Box::new(current), chain);
+                self.copy_current(&event, known, budget).await
+            }
+            Some(current) => {
+                let known = Known::Read(Box::new(current));
+                self.copy_current(&event, known, budget).await
             }
         }
     }
@@ -205,48 +275,96 @@ impl Replicator {
     }
 
     /// Copies `current`: in parts when it was written in parts and reaches
-    /// `MULTIPART_THRESHOLD`, or exceeds what one `CopyObject` can copy (5 GiB); else in one
-    /// `CopyObject`, which keeps a single-part object's MD5 ETag. An object of
-    /// `MULTIPART_THRESHOLD` or more is first compared with its replica, so that a repeated
-    /// event does not copy gigabytes again.
-    async fn copy_object(
-        &self,
-        source: &SourceEndpoint<'_>,
-        current: &CurrentSource,
-        destination_key: &str,
-    ) -> Result<Done, CopyError> {
+    /// `MULTIPART_THRESHOLD`, or exceeds what one `CopyObject` can copy (5 GiB), or continues a
+    /// copy in parts; else in one `CopyObject`, which keeps a single-part object's MD5 ETag. An
+    /// object of `MULTIPART_THRESHOLD` or more is first compared with its replica, so that a
+    /// repeated event does not copy gigabytes again.
+    async fn copy_object(&self, copy: Copy<'_>) -> Result<Done, CopyError> {
+        let Copy {
+            source,
+            current,
+            destination_key,
+            resuming,
+            budget,
+        } = copy;
         let destination = self.clients.destination();
         let bytes = current.bytes.max(0) as u64;
         match &current.head {
-            Some(head) if bytes >= self.config.multipart_threshold => {
-                if let Some(evidence) = self.replica_current(head, destination_key).await {
-                    return Ok(Done::AlreadyCurrent(evidence));
-                }
-                let in_parts = head.e_tag().is_some_and(|etag| etag.contains('-'));
-                if !in_parts && bytes <= MAX_PART_SIZE {
-                    return single::copy_whole(
-                        destination,
-                        &self.config,
-                        source,
-                        current,
-                        destination_key,
-                    )
-                    .await
-                    .map(Done::Copied);
+            Some(head) if bytes >= self.config.multipart_threshold || resuming.is_some() => {
+                if resuming.is_none() {
+                    if let Some(evidence) = self.replica_current(head, destination_key).await {
+                        return Ok(Done::AlreadyCurrent(evidence));
+                    }
+                    let in_parts = head.e_tag().is_some_and(|etag| etag.contains('-'));
+                    if !in_parts && bytes <= MAX_PART_SIZE {
+                        return single::copy_whole(
+                            destination,
+                            &self.config,
+                            source,
+                            current,
+                            destination_key,
+                        )
+                        .await
+                        .map(Done::Copied);
+                    }
                 }
                 let object = SourceObject {
                     client: source.client,
                     bucket: &self.config.source_bucket,
                     key: &current.key,
+                    region: Some(source.region),
                     head,
                 };
-                copy_in_parts(destination, &self.config, &object, destination_key)
-                    .await
-                    .map(Done::Copied)
+                let step = copy_in_parts(
+                    destination,
+                    &self.config,
+                    &object,
+                    destination_key,
+                    resuming,
+                    budget,
+                )
+                .await?;
+                Ok(match step {
+                    Step::Copied(verified) => Done::Copied(verified),
+                    Step::HandOff(chain) => Done::HandedOff(chain),
+                })
             }
             _ => single::copy_whole(destination, &self.config, source, current, destination_key)
                 .await
                 .map(Done::Copied),
+        }
+    }
+
+    /// Starts the invocation that continues a copy in parts; outside Lambda, returns its payload
+    /// in the outcome instead. When the invocation cannot be started, the upload is aborted and
+    /// the object fails (so that its event is retried).
+    async fn hand_off(&self, chain: Continuation, budget: &Budget) -> Outcome {
+        let payload = chain.payload();
+        let resume = if budget.invoker.can_invoke() {
+            if let Err(message) = budget.invoker.start(&payload).await {
+                multipart::abort(
+                    self.clients.destination(),
+                    &self.config,
+                    &chain.destination_key,
+                    &chain.upload_id,
+                )
+                .await;
+                return Outcome::Failed(ReplicationError::Chain {
+                    key: chain.destination_key,
+                    message: format!(
+                        "its continuation invocation could not be started ({message}); the upload was aborted"
+                    ),
+                });
+            }
+            None
+        } else {
+            Some(payload)
+        };
+        Outcome::HandedOff {
+            destination_key: chain.destination_key,
+            upload_id: chain.upload_id,
+            hop: chain.hop,
+            resume,
         }
     }
 
@@ -299,8 +417,8 @@ impl Replicator {
             let again = match failure.class {
                 // The source said it is missing: read it again, and only then call it gone.
                 FailureClass::NotFound => (copying || *side == Side::Source) && retry,
-                // Changed under the copy, or the upload was aborted under it: start again from
-                // the current object.
+                // Changed under the copy, or the upload was aborted under it (or completed by a
+                // duplicate of its chain): start again from the current object.
                 FailureClass::PreconditionFailed | FailureClass::UploadAborted => retry,
                 // A copy names two buckets: reading the source once tells whether it is the
                 // missing one; if the copy fails so again, it is the destination.
@@ -310,6 +428,9 @@ impl Replicator {
             if again {
                 return Next::Retry;
             }
+        }
+        if matches!(error, CopyError::Changed) && attempt < COPY_ATTEMPTS {
+            return Next::Retry;
         }
         Next::Stop(self.failure_outcome(error, source, key, destination_key))
     }
@@ -325,6 +446,21 @@ impl Replicator {
         let (operation, side, failure) = match error {
             CopyError::Mismatch(message) => {
                 return Outcome::Failed(ReplicationError::Verification {
+                    key: destination_key.to_string(),
+                    message,
+                });
+            }
+            CopyError::Changed => {
+                return Outcome::Failed(ReplicationError::Verification {
+                    key: destination_key.to_string(),
+                    message: format!(
+                        "the source changed after each of {COPY_ATTEMPTS} copies; its next event copies it again"
+                    ),
+                });
+            }
+            CopyError::Superseded => return Outcome::Skipped(SkipReason::Superseded),
+            CopyError::Stalled(message) => {
+                return Outcome::Failed(ReplicationError::Chain {
                     key: destination_key.to_string(),
                     message,
                 });
@@ -365,7 +501,7 @@ impl Replicator {
     /// current object under it (a rollback made an older version current, a delete marker was
     /// removed, or the key was written again since), that object is copied unless the replica is
     /// shown current; when A has none, the replica is deleted if deletes are replicated.
-    async fn converge_removed(&self, event: &ObjectEvent) -> Outcome {
+    async fn converge_removed(&self, event: &ObjectEvent, budget: &Budget) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
@@ -374,7 +510,7 @@ impl Replicator {
             Ok(Some(found)) => {
                 let current = CurrentSource::from_head(found);
                 return self
-                    .copy_current(event, Known::Read(Box::new(current)))
+                    .copy_current(event, Known::Read(Box::new(current)), budget)
                     .await;
             }
             Ok(None) => {}
@@ -403,7 +539,7 @@ impl Replicator {
                     "the source was written again while its replica was deleted; copying it again"
                 );
                 let current = CurrentSource::from_head(found);
-                self.copy_current(event, Known::Read(Box::new(current)))
+                self.copy_current(event, Known::Read(Box::new(current)), budget)
                     .await
             }
             Err(error) => Outcome::Failed(error),
@@ -416,7 +552,7 @@ impl Replicator {
     /// has no replica (its copy may still be running, or its event was lost), the object is
     /// copied instead, which carries the tags; a copy in parts re-reads the source's tags after
     /// completing, so a change made while it ran is not lost either.
-    async fn copy_tags(&self, event: &ObjectEvent) -> Outcome {
+    async fn copy_tags(&self, event: &ObjectEvent, budget: &Budget) -> Outcome {
         let source = match self.source_endpoint(event) {
             Ok(source) => source,
             Err(error) => return Outcome::Failed(error),
@@ -443,7 +579,7 @@ impl Replicator {
                 destination_key,
                 tags: count,
             },
-            Ok(false) => self.copy_current(event, Known::Listed(None)).await,
+            Ok(false) => self.copy_current(event, Known::Listed(None), budget).await,
             Err(error) => self.failure_outcome(error, &source, &key, &destination_key),
         }
     }
@@ -455,4 +591,17 @@ enum Known<'a> {
     Listed(Option<(&'a str, i64)>),
     /// Its head, just read.
     Read(Box<CurrentSource>),
+    /// Its head, just read, found unchanged since an earlier invocation started this copy in
+    /// parts: the copy continues.
+    Chain(Box<CurrentSource>, &'a Continuation),
+}
+
+/// One copy attempt: the source object as read, where it goes, and the copy in parts it
+/// continues, if any.
+struct Copy<'a> {
+    source: &'a SourceEndpoint<'a>,
+    current: &'a CurrentSource,
+    destination_key: &'a str,
+    resuming: Option<&'a Continuation>,
+    budget: &'a Budget,
 }

@@ -1,7 +1,11 @@
 //! Copies of large objects in parts (`CreateMultipartUpload` + parallel `UploadPartCopy` +
 //! `CompleteMultipartUpload`), carrying over everything a single `CopyObject` does, keeping the
 //! source's part layout so the replica's ETag equals the source's, copying every part from the
-//! same source version, aborting the upload on any failure, and verifying the result.
+//! same source version, aborting the upload on any failure, and verifying the result. A copy
+//! that does not fit in one invocation stops at its [`Clock`] and continues in the next
+//! ([`chain`]).
+
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
@@ -10,8 +14,10 @@ use aws_sdk_s3::types::{
     Tag,
 };
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::chain::{self, Budget, Clock, Continuation, MAX_STALLED_HOPS};
 use super::identity::{Checksum, Facts};
 use super::outcome::CopyError;
 use super::parts::{Part, multipart_part_count, plan_even, plan_from_sizes};
@@ -19,7 +25,7 @@ use super::single::copy_settings;
 use super::tags::put_replica_tags;
 use super::verify::{Verified, verify};
 use crate::config::Config;
-use crate::error::{Side, classify};
+use crate::error::{FailureClass, Side, classify};
 use crate::keys::encode_copy_source;
 
 /// Characters kept as they are in a `Tagging` header value (form encoding of `key=value&...`).
@@ -37,29 +43,171 @@ pub struct SourceObject<'a> {
     pub bucket: &'a str,
     /// The source key.
     pub key: &'a str,
+    /// The source bucket's region, when the event named it (carried to continuations).
+    pub region: Option<&'a str>,
     /// The source's head: size, ETag, version, system headers, metadata.
     pub head: &'a HeadObjectOutput,
 }
 
-/// Copies `source` to `destination_key` in parts, and verifies the replica; returns what the
-/// verification compared.
+/// How a copy in parts ended in this invocation.
+pub enum Step {
+    /// Completed and verified.
+    Copied(Verified),
+    /// Parts remain: the next invocation continues from this.
+    HandOff(Box<Continuation>),
+}
+
+/// An upload in B and what is known of its parts.
+struct Upload {
+    id: String,
+    parts: Vec<Part>,
+    done: Vec<CompletedPart>,
+    /// The source's tags as the upload was created with them (unknown when resumed).
+    tags: Option<Vec<Tag>>,
+    hop: u32,
+    stalled: u32,
+}
+
+/// Copies `source` to `destination_key` in parts (or continues `resuming`, a copy an earlier
+/// invocation started), as far as `budget` allows; completes and verifies the replica when every
+/// part is copied. Any failure aborts the upload.
 pub async fn copy_in_parts(
     destination: &Client,
     config: &Config,
     source: &SourceObject<'_>,
     destination_key: &str,
-) -> Result<Verified, CopyError> {
+    resuming: Option<&Continuation>,
+    budget: &Budget,
+) -> Result<Step, CopyError> {
+    let clock = Clock::new(budget, config);
+    let upload = match resuming {
+        Some(chain) => match resume_upload(destination, config, destination_key, chain).await {
+            Ok(upload) => upload,
+            // A chain that cannot go on ends its upload, unless it is gone already or the
+            // failure is transient (Lambda's retry of this invocation goes on with it).
+            Err(error) => {
+                let keep = matches!(&error, CopyError::S3 { failure, .. }
+                    if matches!(failure.class, FailureClass::UploadAborted | FailureClass::Transient));
+                if !keep && !matches!(error, CopyError::Superseded) {
+                    abort(destination, config, destination_key, &chain.upload_id).await;
+                }
+                return Err(error);
+            }
+        },
+        None => start_upload(destination, config, source, destination_key).await?,
+    };
+    let remaining: Vec<Part> = upload
+        .parts
+        .iter()
+        .filter(|part| {
+            !upload
+                .done
+                .iter()
+                .any(|done| done.part_number() == Some(part.number))
+        })
+        .copied()
+        .collect();
+    let copied = copy_parts(
+        destination,
+        config,
+        source,
+        destination_key,
+        &upload.id,
+        &remaining,
+        &clock,
+    )
+    .await;
+    let copied = match copied {
+        Ok(copied) => copied,
+        Err(error) => {
+            abort(destination, config, destination_key, &upload.id).await;
+            return Err(error);
+        }
+    };
+    let progressed = !copied.is_empty();
+    let mut completed = upload.done.clone();
+    completed.extend(copied);
+    completed.sort_by_key(|part| part.part_number());
+    if completed.len() < upload.parts.len() {
+        return hand_off(
+            destination,
+            config,
+            source,
+            destination_key,
+            &upload,
+            progressed,
+        )
+        .await;
+    }
+    if chain::superseded(destination, config, destination_key, &upload.id).await {
+        abort(destination, config, destination_key, &upload.id).await;
+        return Err(CopyError::Superseded);
+    }
+    if let Err(error) =
+        complete_upload(destination, config, destination_key, &upload.id, completed).await
+    {
+        abort(destination, config, destination_key, &upload.id).await;
+        return Err(error);
+    }
+    finish(destination, config, source, destination_key, upload.tags).await
+}
+
+/// Ends a hop whose parts are not all copied: the continuation for the next invocation, or,
+/// after [`MAX_STALLED_HOPS`] hops in a row without a part copied, the chain's failure.
+async fn hand_off(
+    destination: &Client,
+    config: &Config,
+    source: &SourceObject<'_>,
+    destination_key: &str,
+    upload: &Upload,
+    progressed: bool,
+) -> Result<Step, CopyError> {
+    let stalled = if progressed { 0 } else { upload.stalled + 1 };
+    if stalled >= MAX_STALLED_HOPS {
+        abort(destination, config, destination_key, &upload.id).await;
+        return Err(CopyError::Stalled(format!(
+            "{stalled} invocations in a row copied no part of the {} left; a part of up to {} bytes must fit in the function's Timeout: raise it, or lower S3_ATTEMPT_TIMEOUT",
+            upload.parts.len() - upload.done.len(),
+            upload
+                .parts
+                .iter()
+                .map(Part::size)
+                .max()
+                .unwrap_or_default(),
+        )));
+    }
+    let head = source.head;
+    Ok(Step::HandOff(Box::new(Continuation {
+        bucket: source.bucket.to_string(),
+        key: source.key.to_string(),
+        region: source.region.map(str::to_string),
+        version_id: head.version_id().map(str::to_string),
+        etag: head.e_tag().unwrap_or_default().to_string(),
+        size: head.content_length().unwrap_or_default().max(0) as u64,
+        destination_key: destination_key.to_string(),
+        upload_id: upload.id.clone(),
+        parts: chain::runs(&upload.parts),
+        hop: upload.hop + 1,
+        stalled,
+    })))
+}
+
+/// Plans the parts, reads the source's tags, and creates the upload.
+async fn start_upload(
+    destination: &Client,
+    config: &Config,
+    source: &SourceObject<'_>,
+    destination_key: &str,
+) -> Result<Upload, CopyError> {
     let head = source.head;
     let size = head.content_length().unwrap_or_default().max(0) as u64;
-
     let parts = match source_layout(source, config.part_concurrency).await? {
         Some(parts) => parts,
         None => plan_even(size, config.multipart_threshold)
             .map_err(|e| CopyError::Mismatch(e.to_string()))?,
     };
     let tags = source_tagging(source).await?;
-
-    let upload_id = create_upload(
+    let id = create_upload(
         destination,
         config,
         head,
@@ -67,30 +215,61 @@ pub async fn copy_in_parts(
         encode_tags(&tags),
     )
     .await?;
+    Ok(Upload {
+        id,
+        parts,
+        done: Vec::new(),
+        tags: Some(tags),
+        hop: 1,
+        stalled: 0,
+    })
+}
 
-    let copied = copy_parts(
+/// The upload an earlier invocation started, with the parts it holds; `Superseded` (its upload
+/// aborted) when the function has started a later upload for the key.
+async fn resume_upload(
+    destination: &Client,
+    config: &Config,
+    destination_key: &str,
+    chain: &Continuation,
+) -> Result<Upload, CopyError> {
+    let parts = chain
+        .plan()
+        .map_err(|e| CopyError::Mismatch(e.to_string()))?;
+    let done = chain::parts_done(
         destination,
         config,
-        source,
         destination_key,
-        &upload_id,
+        &chain.upload_id,
         &parts,
     )
-    .await;
-    let completed = match copied {
-        Ok(completed) => completed,
-        Err(error) => {
-            abort(destination, config, destination_key, &upload_id).await;
-            return Err(error);
-        }
-    };
-    if let Err(error) =
-        complete_upload(destination, config, destination_key, &upload_id, completed).await
-    {
-        abort(destination, config, destination_key, &upload_id).await;
-        return Err(error);
+    .await?;
+    if chain::superseded(destination, config, destination_key, &chain.upload_id).await {
+        abort(destination, config, destination_key, &chain.upload_id).await;
+        return Err(CopyError::Superseded);
     }
+    Ok(Upload {
+        id: chain.upload_id.clone(),
+        parts,
+        done,
+        tags: None,
+        hop: chain.hop,
+        stalled: chain.stalled,
+    })
+}
 
+/// After the upload completed: verifies the replica, gives it the source's tags as they are now
+/// (they may have changed while the copy ran), and checks that the source is still the object
+/// copied: if it changed meanwhile, `Changed` makes the caller copy the current object, so that a
+/// newer write copied sooner is never overwritten by this older one for good.
+async fn finish(
+    destination: &Client,
+    config: &Config,
+    source: &SourceObject<'_>,
+    destination_key: &str,
+    tags: Option<Vec<Tag>>,
+) -> Result<Step, CopyError> {
+    let head = source.head;
     let verified = verify(
         destination,
         config,
@@ -98,14 +277,34 @@ pub async fn copy_in_parts(
         &Facts::from_head(head),
     )
     .await?;
-    // The tags were read when the copy started: a change made since (its event may have found
-    // the replica not yet there, or been applied to the replica this copy replaced) is applied
-    // now.
     let now = source_tagging(source).await?;
-    if now != tags {
+    if tags.is_none_or(|tags| tags != now) {
         put_replica_tags(destination, config, destination_key, now).await?;
     }
-    Ok(verified)
+    let current = source
+        .client
+        .head_object()
+        .bucket(source.bucket)
+        .key(source.key)
+        .send()
+        .await;
+    match current {
+        Ok(current)
+            if current.e_tag() != head.e_tag() || current.version_id() != head.version_id() =>
+        {
+            Err(CopyError::Changed)
+        }
+        Ok(_) => Ok(Step::Copied(verified)),
+        // Gone since: its removal event converges the replica.
+        Err(e) => match classify(e) {
+            failure if failure.class == FailureClass::NotFound => Ok(Step::Copied(verified)),
+            failure => Err(CopyError::S3 {
+                operation: "HeadObject",
+                side: Side::Source,
+                failure,
+            }),
+        },
+    }
 }
 
 /// The checksum algorithm and type the upload is created with: the source's, so that the
@@ -276,8 +475,10 @@ fn encode_tags(tags: &[Tag]) -> Option<String> {
     (!encoded.is_empty()).then(|| encoded.join("&"))
 }
 
-/// Copies every part from the same source version: by version id where the bucket is
-/// versioned, and always on condition that the ETag is still the one read before the copy.
+/// Copies `parts` from the same source version: by version id where the bucket is versioned,
+/// and always on condition that the ETag is still the one read before the copy. Starts parts
+/// while `clock` allows, and gives up those still in flight at its cutoff (S3 may still apply
+/// them; `ListParts` finds them next time). Returns the parts copied, in any order.
 async fn copy_parts(
     destination: &Client,
     config: &Config,
@@ -285,6 +486,7 @@ async fn copy_parts(
     destination_key: &str,
     upload_id: &str,
     parts: &[Part],
+    clock: &Clock,
 ) -> Result<Vec<CompletedPart>, CopyError> {
     let mut copy_source = encode_copy_source(source.bucket, source.key);
     if let Some(version) = source.head.version_id().filter(|v| *v != "null") {
@@ -303,15 +505,50 @@ async fn copy_parts(
         copy_source: &copy_source,
         etag: source.head.e_tag(),
     };
-    let copies: Vec<_> = parts.iter().map(|part| copy_part(&target, part)).collect();
-    let mut copies = futures::stream::iter(copies).buffer_unordered(config.part_concurrency);
+    let mut pending = parts.iter();
+    let mut in_flight = FuturesUnordered::new();
     let mut completed = Vec::with_capacity(parts.len());
-    // A part's failure is final (the client already retried it): stop scheduling parts, and
-    // drop the copies in flight, so that the upload is aborted at once.
-    while let Some(part) = copies.next().await {
-        completed.push(part?);
+    let (mut started, mut longest, mut stopped) = (0, Duration::ZERO, false);
+    loop {
+        while !stopped && in_flight.len() < config.part_concurrency {
+            if !clock.may_start(started, longest) {
+                stopped = true;
+                break;
+            }
+            let Some(part) = pending.next() else { break };
+            started += 1;
+            let target = &target;
+            in_flight.push(async move {
+                let begun = Instant::now();
+                copy_part(target, part)
+                    .await
+                    .map(|done| (done, begun.elapsed()))
+            });
+        }
+        let next = match clock.cutoff() {
+            Some(cutoff) => tokio::time::timeout_at(cutoff.into(), in_flight.next()).await,
+            None => Ok(in_flight.next().await),
+        };
+        // A part's failure is final (the client already retried it): stop scheduling parts, and
+        // drop the copies in flight, so that the upload is aborted at once.
+        match next {
+            Ok(Some(copied)) => {
+                let (part, took) = copied?;
+                longest = longest.max(took);
+                completed.push(part);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                tracing::info!(
+                    key = destination_key,
+                    upload_id,
+                    in_flight = in_flight.len(),
+                    "the invocation's time is up: parts in flight given up, to be copied by the next"
+                );
+                break;
+            }
+        }
     }
-    completed.sort_by_key(|part| part.part_number());
     Ok(completed)
 }
 
@@ -363,7 +600,7 @@ async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart
 
 /// Aborts an upload so that no parts are left behind in the destination; a failure to abort is
 /// logged (B's lifecycle rule for incomplete uploads cleans up after it).
-async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str) {
+pub(super) async fn abort(destination: &Client, config: &Config, key: &str, upload_id: &str) {
     let aborted = destination
         .abort_multipart_upload()
         .bucket(&config.destination_bucket)

@@ -26,6 +26,8 @@ pub enum SkipReason {
     IdenticalReplica(&'static str),
     /// A removal for a key none of whose readings names a replica in the destination.
     NoReplica,
+    /// A copy in parts gave way to a later copy of the same key (one chain per key).
+    Superseded,
 }
 
 impl fmt::Display for SkipReason {
@@ -49,6 +51,9 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::NoReplica => {
                 f.write_str("no reading of the key names a replica in the destination")
+            }
+            SkipReason::Superseded => {
+                f.write_str("a later copy of the key goes on in its place (one chain per key)")
             }
         }
     }
@@ -79,6 +84,18 @@ pub enum Outcome {
         /// The key deleted in the destination bucket.
         destination_key: String,
     },
+    /// Some parts of a copy were copied; the copy continues in another invocation, started by
+    /// this one, or (outside Lambda) to be started with `resume`.
+    HandedOff {
+        /// The key the copy writes in the destination bucket.
+        destination_key: String,
+        /// The multipart upload in B the chain copies into.
+        upload_id: String,
+        /// The continuation's place in the chain.
+        hop: u32,
+        /// The payload that continues the copy, when this invocation could not start it.
+        resume: Option<serde_json::Value>,
+    },
     /// Nothing was written, on purpose.
     Skipped(SkipReason),
     /// The source is archived and must be restored first (the error carries the restore
@@ -96,6 +113,7 @@ impl Outcome {
             Outcome::Copied { .. } => "copied",
             Outcome::Tagged { .. } => "tagged",
             Outcome::Deleted { .. } => "deleted",
+            Outcome::HandedOff { .. } => "handed_off",
             Outcome::Skipped(_) => "skipped",
             Outcome::Archived(_) => "archived",
             Outcome::Failed(_) => "failed",
@@ -143,6 +161,23 @@ impl Outcome {
                 duration_ms,
                 outcome = "deleted",
                 "replica deleted"
+            ),
+            Outcome::HandedOff {
+                destination_key,
+                upload_id,
+                hop,
+                resume,
+            } => tracing::info!(
+                bucket,
+                key,
+                destination_key,
+                upload_id,
+                hop,
+                started = resume.is_none(),
+                event_name,
+                duration_ms,
+                outcome = "handed_off",
+                "copy in parts continues in another invocation"
             ),
             Outcome::Skipped(reason) => tracing::info!(
                 bucket, key, event_name, duration_ms, outcome = "skipped",
@@ -200,6 +235,13 @@ pub enum CopyError {
     },
     /// The copy completed but the replica does not match the source.
     Mismatch(String),
+    /// The source changed after its copy in parts completed: the current object is copied.
+    Changed,
+    /// The function started a later upload for the key: this copy in parts gave way to it
+    /// (its upload aborted).
+    Superseded,
+    /// A copy in parts that copied no part in several invocations in a row (its upload aborted).
+    Stalled(String),
 }
 
 impl CopyError {

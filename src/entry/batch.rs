@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::copy::chain::Budget;
 use crate::copy::{Outcome, Replicator, SkipReason};
 use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::keys::batch_key_readings;
@@ -79,6 +80,7 @@ pub struct BatchResponse {
 pub async fn run_batch_job(
     payload: &Value,
     replicator: &Replicator,
+    budget: &Budget,
 ) -> Result<BatchResponse, String> {
     let job: BatchJob = serde_json::from_value(payload.clone())
         .map_err(|e| format!("malformed S3 Batch Operations invocation: {e}"))?;
@@ -100,7 +102,7 @@ pub async fn run_batch_job(
     };
     let mut results = Vec::with_capacity(job.tasks.len());
     for task in &job.tasks {
-        results.push(run_task(task, replicator, missing_source_code).await);
+        results.push(run_task(task, replicator, missing_source_code, budget).await);
     }
     Ok(BatchResponse {
         invocation_schema_version: job.invocation_schema_version,
@@ -129,6 +131,7 @@ async fn run_task(
     task: &Value,
     replicator: &Replicator,
     missing_source_code: &'static str,
+    budget: &Budget,
 ) -> TaskResult {
     let task_id = task
         .get("taskId")
@@ -179,7 +182,7 @@ async fn run_task(
         region: None,
     };
     let started = std::time::Instant::now();
-    let outcome = replicator.replicate(&event).await;
+    let outcome = replicator.replicate(&event, budget).await;
     outcome.log(&event, started.elapsed());
     let (result_code, result_string) = task_result(
         &outcome,
@@ -216,6 +219,23 @@ fn task_result(
         }
         Outcome::Skipped(reason) => ("Succeeded", format!("skipped: {reason}")),
         Outcome::Deleted { destination_key } => ("Succeeded", format!("deleted {destination_key}")),
+        // The chain's failure reaches the function's on-failure destination, not the job.
+        Outcome::HandedOff {
+            destination_key,
+            upload_id,
+            resume,
+            ..
+        } => (
+            "Succeeded",
+            match resume {
+                None => format!(
+                    "copy to {destination_key} continues in the function's next invocation (upload {upload_id})"
+                ),
+                Some(payload) => format!(
+                    "copy to {destination_key} continues when the function is invoked with {payload}"
+                ),
+            },
+        ),
         Outcome::Tagged {
             destination_key,
             tags,

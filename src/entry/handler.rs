@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backfill::{BackfillError, BackfillRequest, run_backfill};
+use crate::copy::chain::{Budget, Continuation};
 use crate::copy::{FailedObject, Outcome, Replicator};
 use crate::decode::{EventError, Invocation, MessageContent, ObjectEvent, decode_invocation};
 use crate::entry::batch::{is_batch_job, run_batch_job};
@@ -93,6 +94,8 @@ pub struct Summary {
     pub failed: usize,
     /// Objects that must be restored from an archive tier before they can be copied.
     pub archived: usize,
+    /// Copies in parts that continue in another invocation.
+    pub handed_off: usize,
     /// Bytes copied.
     pub bytes: i64,
     /// The first failures, by name.
@@ -100,6 +103,10 @@ pub struct Summary {
     /// The first archived objects, by name, with the restore command.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub archived_objects: Vec<FailedObject>,
+    /// The payloads that continue copies in parts, when the function could not invoke itself
+    /// (outside Lambda): invoke the function with each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resume: Vec<Value>,
     /// The longest time from an event to its copy, for the metrics.
     #[serde(skip)]
     pub max_lag_ms: Option<u64>,
@@ -107,7 +114,13 @@ pub struct Summary {
 
 impl Summary {
     fn total(&self) -> usize {
-        self.copied + self.tagged + self.deleted + self.skipped + self.archived + self.failed
+        self.copied
+            + self.tagged
+            + self.deleted
+            + self.skipped
+            + self.archived
+            + self.handed_off
+            + self.failed
     }
 
     fn metrics(&self) -> crate::metrics::InvocationMetrics {
@@ -116,6 +129,7 @@ impl Summary {
             skipped: (self.skipped + self.deleted + self.tagged) as u64,
             failed: self.failed as u64,
             archived: self.archived as u64,
+            handed_off: self.handed_off as u64,
             bytes: self.bytes,
             max_lag_ms: self.max_lag_ms,
             listed: None,
@@ -143,6 +157,10 @@ impl Summary {
             Outcome::Tagged { .. } => self.tagged += 1,
             Outcome::Deleted { .. } => self.deleted += 1,
             Outcome::Skipped(_) => self.skipped += 1,
+            Outcome::HandedOff { resume, .. } => {
+                self.handed_off += 1;
+                self.resume.extend(resume.clone());
+            }
             Outcome::Archived(error) => {
                 self.archived += 1;
                 if self.archived_objects.len() < LISTED_FAILURES {
@@ -183,6 +201,20 @@ pub struct InvocationContext<'a> {
 }
 
 impl InvocationContext<'_> {
+    /// What copies get of this invocation: its deadline, and the way to invoke the function
+    /// again.
+    fn budget(&self) -> Budget {
+        let invoker = SelfInvoker {
+            client: self.lambda,
+            function_arn: self.function_arn,
+            request_id: self.request_id,
+        };
+        Budget {
+            deadline: self.deadline,
+            invoker: invoker.owned(),
+        }
+    }
+
     /// Writes the invocation's metric line, when running as a Lambda function.
     fn emit_metrics(&self, metrics: &crate::metrics::InvocationMetrics) {
         if let Some(name) = self.function_name {
@@ -232,6 +264,31 @@ async fn uploads(request: &Value, replicator: &Replicator) -> Result<Value, Hand
     Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
 }
 
+/// Continues a copy in parts (a `continue` payload); fails when the object fails, so that
+/// Lambda retries the invocation and then hands it to the on-failure destination.
+async fn continue_copy(
+    request: &Value,
+    replicator: &Replicator,
+    context: &InvocationContext<'_>,
+) -> Result<Value, HandlerError> {
+    let chain = Continuation::from_value(request).map_err(HandlerError::InvalidRequest)?;
+    let started = Instant::now();
+    let outcome = replicator.resume(&chain, &context.budget()).await;
+    let event = chain.event();
+    outcome.log(&event, started.elapsed());
+    let mut summary = Summary::default();
+    summary.record(&event, &outcome);
+    context.emit_metrics(&summary.metrics());
+    if let Some(first) = summary.failures.first() {
+        return Err(HandlerError::ObjectsFailed {
+            failed: 1,
+            total: 1,
+            first: format!("{}/{}: {}", first.bucket, first.key, first.error),
+        });
+    }
+    Ok(serde_json::to_value(&summary).unwrap_or(Value::Null))
+}
+
 /// The Lambda entry point.
 pub async fn handle(
     event: LambdaEvent<Value>,
@@ -278,6 +335,7 @@ pub async fn handle_with_context(
                 skipped: report.skipped,
                 failed: report.failed,
                 archived: report.archived,
+                handed_off: report.handed_off,
                 bytes: report.bytes,
                 max_lag_ms: None,
                 listed: Some(report.listed),
@@ -291,8 +349,12 @@ pub async fn handle_with_context(
     if let Some(request) = payload.get("uploads") {
         return uploads(request, replicator).await;
     }
+    if let Some(request) = payload.get("continue") {
+        return continue_copy(request, replicator, &context).await;
+    }
+    let budget = context.budget();
     if is_batch_job(payload) {
-        let response = run_batch_job(payload, replicator)
+        let response = run_batch_job(payload, replicator, &budget)
             .await
             .map_err(HandlerError::InvalidRequest)?;
         return Ok(serde_json::to_value(&response).unwrap_or(Value::Null));
@@ -307,7 +369,7 @@ pub async fn handle_with_context(
             Ok(serde_json::to_value(Summary::default()).unwrap_or(Value::Null))
         }
         Invocation::Direct(records) => {
-            let summary = replicate_records(records, replicator).await;
+            let summary = replicate_records(records, replicator, &budget).await;
             log_summary(&summary);
             context.emit_metrics(&summary.metrics());
             if let Some(first) = summary.failures.first() {
@@ -320,7 +382,7 @@ pub async fn handle_with_context(
             Ok(serde_json::to_value(&summary).unwrap_or(Value::Null))
         }
         Invocation::Queue(messages) => {
-            let (response, summary) = replicate_queue_batch(messages, replicator).await;
+            let (response, summary) = replicate_queue_batch(messages, replicator, &budget).await;
             context.emit_metrics(&summary.metrics());
             Ok(serde_json::to_value(&response).unwrap_or(Value::Null))
         }
@@ -330,6 +392,7 @@ pub async fn handle_with_context(
 async fn replicate_records(
     records: Vec<Result<ObjectEvent, EventError>>,
     replicator: &Replicator,
+    budget: &Budget,
 ) -> Summary {
     let mut summary = Summary::default();
     let mut events = Vec::with_capacity(records.len());
@@ -339,18 +402,22 @@ async fn replicate_records(
             Err(error) => summary.record_undecodable(&error),
         }
     }
-    let outcomes = replicate_all(&events, replicator).await;
+    let outcomes = replicate_all(&events, replicator, budget).await;
     for (event, outcome) in events.iter().zip(&outcomes) {
         summary.record(event, outcome);
     }
     summary
 }
 
-async fn replicate_all(events: &[ObjectEvent], replicator: &Replicator) -> Vec<Outcome> {
+async fn replicate_all(
+    events: &[ObjectEvent],
+    replicator: &Replicator,
+    budget: &Budget,
+) -> Vec<Outcome> {
     stream::iter(events)
         .map(|event| async move {
             let started = Instant::now();
-            let outcome = replicator.replicate(event).await;
+            let outcome = replicator.replicate(event, budget).await;
             outcome.log(event, started.elapsed());
             outcome
         })
@@ -360,10 +427,12 @@ async fn replicate_all(events: &[ObjectEvent], replicator: &Replicator) -> Vec<O
 }
 
 /// Replicates every object of every message, and names in `batchItemFailures` exactly the
-/// messages that must come back: undecodable ones and those with a failed object.
+/// messages that must come back: undecodable ones and those with a failed object (a copy handed
+/// to its continuation has not failed: the chain carries it on).
 async fn replicate_queue_batch(
     messages: Vec<crate::decode::QueueMessage>,
     replicator: &Replicator,
+    budget: &Budget,
 ) -> (SqsBatchResponse, Summary) {
     let mut summary = Summary::default();
     let mut owners = Vec::new();
@@ -395,7 +464,7 @@ async fn replicate_queue_batch(
             }
         }
     }
-    let outcomes = replicate_all(&events, replicator).await;
+    let outcomes = replicate_all(&events, replicator, budget).await;
     for ((event, outcome), owner) in events.iter().zip(&outcomes).zip(owners) {
         summary.record(event, outcome);
         if matches!(outcome, Outcome::Failed(_)) {
@@ -426,6 +495,7 @@ fn log_summary(summary: &Summary) {
         skipped = summary.skipped,
         failed = summary.failed,
         archived = summary.archived,
+        handed_off = summary.handed_off,
         bytes = summary.bytes,
         "invocation summary"
     );

@@ -48,6 +48,8 @@ impl DestinationGrant {
             "s3:PutObject",
             "s3:PutObjectTagging",
             "s3:AbortMultipartUpload",
+            // A copy in parts continued in a new invocation finds the parts already copied.
+            "s3:ListMultipartUploadParts",
             // Reading a replica's head verifies multipart copies and spares repeated ones.
             "s3:GetObject",
             // A tag change in the source that removes every tag.
@@ -134,6 +136,7 @@ mod tests {
                 "s3:PutObject",
                 "s3:PutObjectTagging",
                 "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
                 "s3:GetObject",
                 "s3:DeleteObjectTagging",
                 "s3:PutObjectAcl"
@@ -167,6 +170,7 @@ mod tests {
                 "s3:PutObject",
                 "s3:PutObjectTagging",
                 "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
                 "s3:GetObject",
                 "s3:DeleteObjectTagging",
                 "s3:DeleteObject"

@@ -10,10 +10,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::types::{EncodingType, MultipartUpload};
+use aws_sdk_s3::types::MultipartUpload;
 use serde::Serialize;
 
 use crate::copy::Replicator;
+use crate::copy::chain::{open_uploads, started_by};
 use crate::error::{S3Failure, classify};
 use crate::keys::decode_listed_key;
 
@@ -182,31 +183,12 @@ pub async fn stale_uploads(
 async fn list_uploads(replicator: &Replicator) -> Result<Vec<MultipartUpload>, UploadsError> {
     let config = replicator.config();
     let client = replicator.clients().destination();
-    let mut uploads = Vec::new();
-    let (mut key_marker, mut upload_id_marker) = (None, None);
-    loop {
-        let page = client
-            .list_multipart_uploads()
-            .bucket(&config.destination_bucket)
-            .set_expected_bucket_owner(config.destination_account_id.clone())
-            .prefix(&config.destination_prefix)
-            .encoding_type(EncodingType::Url)
-            .set_key_marker(key_marker)
-            .set_upload_id_marker(upload_id_marker)
-            .send()
-            .await
-            .map_err(|e| UploadsError::Listing {
-                bucket: config.destination_bucket.clone(),
-                failure: classify(e),
-            })?;
-        uploads.extend(page.uploads().iter().cloned());
-        // With `EncodingType=url` the markers S3 returns are encoded too.
-        key_marker = page.next_key_marker().map(decode_listed_key);
-        upload_id_marker = page.next_upload_id_marker().map(str::to_string);
-        if !page.is_truncated().unwrap_or(false) || key_marker.is_none() {
-            return Ok(uploads);
-        }
-    }
+    open_uploads(client, config, &config.destination_prefix)
+        .await
+        .map_err(|failure| UploadsError::Listing {
+            bucket: config.destination_bucket.clone(),
+            failure,
+        })
 }
 
 /// Aborts one upload; one already gone counts as aborted.
@@ -226,25 +208,6 @@ async fn abort(replicator: &Replicator, upload: &OpenUpload) -> Result<(), S3Fai
         Err(failure) if failure.code != "NoSuchUpload" => Err(failure),
         _ => Ok(()),
     }
-}
-
-/// Whether an upload's initiator is the role `role_arn`: the role itself, or a session of it
-/// (`arn:PARTITION:sts::ACCOUNT:assumed-role/NAME/SESSION`; a role's path is not in it).
-fn started_by(role_arn: &str, initiator: &str) -> bool {
-    if initiator == role_arn {
-        return true;
-    }
-    let fields: Vec<&str> = role_arn.splitn(6, ':').collect();
-    let [_, partition, _, _, account, resource] = fields.as_slice() else {
-        return false;
-    };
-    let Some(path) = resource.strip_prefix("role/") else {
-        return false;
-    };
-    let name = path.rsplit('/').next().unwrap_or(path);
-    initiator.starts_with(&format!(
-        "arn:{partition}:sts::{account}:assumed-role/{name}/"
-    ))
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ It also enforces x-amz-copy-source-if-match, which moto ignores, and models arch
 where moto does not: UploadPartCopy from S3 Glacier Flexible Retrieval or Deep Archive is refused
 (ObjectNotInActiveTierError) as CopyObject is; objects in an Intelligent-Tiering archive tier
 (harness route archive-tier) refuse reads and copies until restored; and a restore can be held in
-progress (hold-restore, then complete-restore), where moto restores at once.
+progress (hold-restore, then complete-restore), where moto restores at once. ListMultipartUploads
+reports each upload's initiator and start time and encodes keys when asked, and ListParts answers
+with S3's ListPartsResult document (moto names it ListPartsResponse), as S3 does.
 
 Usage: server.py [--port N] [--template PATH]. Prints one JSON line ({"endpoint", "accounts"...})
 once it serves, and exits when its standard input closes (so it never outlives its parent).
@@ -189,6 +191,22 @@ def _list_multipart_uploads_as_s3(self):
 
 FakeMultipart.__init__ = _fake_multipart_with_initiator
 S3Response.list_multipart_uploads = _list_multipart_uploads_as_s3
+
+# S3 answers ListParts with a ListPartsResult document; moto names its root ListPartsResponse,
+# which clients that check the root element (the Rust SDK) refuse.
+_list_parts = S3Response.list_parts
+
+
+def _list_parts_as_s3(self):
+    status, headers, body = _list_parts(self)
+    if isinstance(body, bytes):
+        body = body.replace(b"ListPartsResponse", b"ListPartsResult")
+    elif isinstance(body, str):
+        body = body.replace("ListPartsResponse", "ListPartsResult")
+    return status, headers, body
+
+
+S3Response.list_parts = _list_parts_as_s3
 REGION = "us-east-1"
 PARTITION = "aws"
 ROOT = Path(__file__).resolve().parents[2]

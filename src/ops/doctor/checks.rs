@@ -176,9 +176,35 @@ async fn write_destination(probe: &Probe<'_>) -> Vec<Check> {
         probe.bucket_statement(0),
     )];
     if let Some(upload_id) = upload_id {
+        checks.push(list_upload_parts(probe, &upload_id).await);
         checks.push(abort_destination_upload(probe, &upload_id).await);
     }
     checks
+}
+
+/// Listing the parts of the upload the write check created: how a copy in parts continued in a
+/// new invocation finds the parts already copied.
+async fn list_upload_parts(probe: &Probe<'_>, upload_id: &str) -> Check {
+    let config = probe.config;
+    let listed = probe
+        .destination
+        .list_parts()
+        .bucket(&config.destination_bucket)
+        .key(&probe.probe_key)
+        .upload_id(upload_id)
+        .set_expected_bucket_owner(config.destination_account_id.clone())
+        .send()
+        .await
+        .map(|_| None)
+        .map_err(classify);
+    outcome(
+        "list destination upload parts",
+        vec!["s3:ListMultipartUploadParts"],
+        probe.probe_arn(),
+        listed,
+        &probe.bucket_policy_location,
+        probe.bucket_statement(0),
+    )
 }
 
 /// Aborting the upload the write check created.
