@@ -16,8 +16,10 @@
 //!   parts (the source's own layout), CONCURRENCY parts at once; with PER_INVOCATION a number, the
 //!   copy is handed from invocation to invocation every PER_INVOCATION parts (`all`: one
 //!   invocation).
-//! - `latency-proxy UPSTREAM LEAST_MS MOST_MS` forwards to UPSTREAM, delaying each request by
-//!   LEAST_MS to MOST_MS (the test suite's proxy); prints its endpoint, then serves until killed.
+//! - `latency-proxy UPSTREAM LEAST_MS MOST_MS [untagged]` forwards to UPSTREAM, delaying each
+//!   request by LEAST_MS to MOST_MS (the test suite's proxy); with `untagged`, it answers the
+//!   object tagging API itself, as for untagged objects (Garage has none). Prints its endpoint,
+//!   then serves until killed.
 
 // The benchmarks use the proxy's latency, not its fault counters.
 #[allow(dead_code)]
@@ -43,7 +45,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: driver populate BUCKET COUNT | raw-copy FROM TO CONCURRENCY | \
 backfill FROM TO CONCURRENCY|default | events BUCKET BATCH | count BUCKET | \
 put-large BUCKET KEY MIB PART_MIB | large-copy FROM KEY TO CONCURRENCY PER_INVOCATION|all | \
-latency-proxy UPSTREAM LEAST_MS MOST_MS";
+latency-proxy UPSTREAM LEAST_MS MOST_MS [untagged]";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -81,7 +83,10 @@ async fn main() -> Result<(), Error> {
             large_copy(&sdk, from, key, to, concurrency, per_invocation).await
         }
         ["latency-proxy", upstream, least, most] => {
-            latency_proxy(upstream, least.parse()?, most.parse()?).await
+            latency_proxy(upstream, least.parse()?, most.parse()?, false).await
+        }
+        ["latency-proxy", upstream, least, most, "untagged"] => {
+            latency_proxy(upstream, least.parse()?, most.parse()?, true).await
         }
         _ => Err(USAGE.into()),
     }
@@ -153,16 +158,11 @@ async fn backfill(
     to: &str,
     concurrency: &str,
 ) -> Result<(), Error> {
-    let mut vars = vec![
-        ("SOURCE_BUCKET", from),
-        ("DESTINATION_BUCKET", to),
-        ("DESTINATION_ACL", "none"),
-        ("S3_FORCE_PATH_STYLE", "true"),
-    ];
+    let mut vars = Vec::new();
     if concurrency != "default" {
         vars.push(("BACKFILL_CONCURRENCY", concurrency));
     }
-    let replicator = replicator_with(sdk, &vars)?;
+    let replicator = replicator_with(sdk, from, to, &vars)?;
     let started = Instant::now();
     let result = run_backfill(
         &BackfillRequest::default(),
@@ -275,17 +275,13 @@ async fn large_copy(
     per_invocation: &str,
 ) -> Result<(), Error> {
     let mut vars = vec![
-        ("SOURCE_BUCKET", from),
-        ("DESTINATION_BUCKET", to),
-        ("DESTINATION_ACL", "none"),
-        ("S3_FORCE_PATH_STYLE", "true"),
         ("MULTIPART_THRESHOLD", "5MiB"),
         ("PART_CONCURRENCY", concurrency),
     ];
     if per_invocation != "all" {
         vars.push(("PARTS_PER_INVOCATION", per_invocation));
     }
-    let replicator = replicator_with(sdk, &vars)?;
+    let replicator = replicator_with(sdk, from, to, &vars)?;
     let event = ObjectEvent {
         kind: ObjectEventKind::Created,
         event_name: "ObjectCreated:CompleteMultipartUpload".into(),
@@ -327,13 +323,23 @@ async fn large_copy(
     Ok(())
 }
 
-/// The replicator configured by `vars` (the function's environment variables).
+/// The replicator from `from` to `to` (no ACL, path-style requests), configured further by
+/// `extra` (the function's environment variables).
 fn replicator_with(
     sdk: &aws_config::SdkConfig,
-    vars: &[(&str, &str)],
+    from: &str,
+    to: &str,
+    extra: &[(&str, &str)],
 ) -> Result<Replicator, Error> {
+    let base = [
+        ("SOURCE_BUCKET", from),
+        ("DESTINATION_BUCKET", to),
+        ("DESTINATION_ACL", "none"),
+        ("S3_FORCE_PATH_STYLE", "true"),
+    ];
     let config = Config::from_lookup(|name| {
-        vars.iter()
+        base.iter()
+            .chain(extra)
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.to_string())
     })?;
@@ -413,7 +419,12 @@ fn sqs_record(bucket: &str, object: &Object, sequence: usize) -> serde_json::Val
 }
 
 /// Serves the test suite's proxy with a latency and no faults, until killed.
-async fn latency_proxy(upstream: &str, least_ms: u64, most_ms: u64) -> Result<(), Error> {
+async fn latency_proxy(
+    upstream: &str,
+    least_ms: u64,
+    most_ms: u64,
+    untagged: bool,
+) -> Result<(), Error> {
     let plan = fault_proxy::FaultPlan {
         percent: 0,
         hold: std::time::Duration::ZERO,
@@ -422,6 +433,7 @@ async fn latency_proxy(upstream: &str, least_ms: u64, most_ms: u64) -> Result<()
             std::time::Duration::from_millis(least_ms),
             std::time::Duration::from_millis(most_ms),
         ),
+        untagged,
     };
     let proxy = fault_proxy::FaultProxy::start(upstream, plan).await;
     println!(

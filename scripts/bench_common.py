@@ -104,9 +104,11 @@ metrics_token = "{self.metrics_token}"
 
 def driver(env: dict, *args: str) -> dict:
     """Runs one command of the benchmark driver; returns its last JSON line."""
-    output = subprocess.run(["cargo", "bench", "--quiet", "--bench", "driver", "--", *args],
-                            cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    run = subprocess.run(["cargo", "bench", "--quiet", "--bench", "driver", "--", *args],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"driver {' '.join(args)} failed ({run.returncode}): {run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def driver_lines(env: dict, *args: str) -> list[str]:
@@ -119,11 +121,12 @@ def driver_lines(env: dict, *args: str) -> list[str]:
 class LatencyProxy:
     """The driver's latency proxy in front of `upstream`, in its own process."""
 
-    def __init__(self, env: dict, upstream: str, least_ms: int, most_ms: int):
+    def __init__(self, env: dict, upstream: str, least_ms: int, most_ms: int,
+                 untagged: bool = False):
         self.process = subprocess.Popen(
             ["cargo", "bench", "--quiet", "--bench", "driver", "--", "latency-proxy", upstream,
-             str(least_ms), str(most_ms)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
-            start_new_session=True)
+             str(least_ms), str(most_ms), *(["untagged"] if untagged else [])], cwd=ROOT,
+            env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.endpoint = json.loads(self.process.stdout.readline())["endpoint"]
 
     def stop(self) -> None:

@@ -30,6 +30,7 @@ const PLAN: FaultPlan = FaultPlan {
     hold: Duration::from_secs(3 * ATTEMPT_TIMEOUT_SECONDS),
     max_holds: 2,
     latency: (Duration::ZERO, Duration::ZERO),
+    untagged: false,
 };
 const FAULTY_CLIENT: &[(&str, &str)] = &[
     ("S3_ATTEMPT_TIMEOUT", "30s"),

@@ -38,6 +38,9 @@ pub struct FaultPlan {
     pub max_holds: u64,
     /// The least and most time added before forwarding each request (zero for none).
     pub latency: (Duration, Duration),
+    /// Answers the object tagging API itself, as for objects without tags, for a server that
+    /// does not implement it (Garage, in the benchmarks).
+    pub untagged: bool,
 }
 
 /// What the proxy saw and did.
@@ -177,6 +180,11 @@ async fn handle(
     plan: FaultPlan,
 ) -> Result<Response<ProxyBody>, Reset> {
     let number = stats.requests.fetch_add(1, Ordering::Relaxed);
+    if plan.untagged
+        && let Some(answer) = untagged(&request)
+    {
+        return Ok(answer);
+    }
     let lose_reply = match draw(number, plan.percent) {
         None => false,
         Some(Fault::SlowDown) => {
@@ -244,6 +252,34 @@ async fn forward(
         .slowest_forward_ms
         .fetch_max(millis, Ordering::Relaxed);
     Ok(response)
+}
+
+/// The answer to an object tagging request, as for an object without tags; `None` for any other
+/// request.
+fn untagged(request: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+    let tagging = request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "tagging" || pair == "tagging=")
+    });
+    if !tagging {
+        return None;
+    }
+    let (status, body) = match *request.method() {
+        hyper::Method::GET => (
+            StatusCode::OK,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Tagging><TagSet></TagSet></Tagging>",
+        ),
+        hyper::Method::DELETE => (StatusCode::NO_CONTENT, ""),
+        _ => (StatusCode::OK, ""),
+    };
+    Some(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/xml")
+            .body(full(Bytes::from(body)))
+            .unwrap(),
+    )
 }
 
 fn full(bytes: Bytes) -> ProxyBody {
