@@ -5,6 +5,7 @@
 //! that does not fit in one invocation stops at its [`Clock`] and continues in the next
 //! ([`chain`]).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
@@ -81,30 +82,12 @@ pub async fn copy_in_parts(
 ) -> Result<Step, CopyError> {
     let clock = Clock::new(budget, config);
     let upload = match resuming {
-        Some(chain) => match resume_upload(destination, config, destination_key, chain).await {
-            Ok(upload) => upload,
-            // A chain that cannot go on ends its upload, unless it is gone already or the
-            // failure is transient (Lambda's retry of this invocation goes on with it).
-            Err(error) => {
-                let keep = matches!(&error, CopyError::S3 { failure, .. }
-                    if matches!(failure.class, FailureClass::UploadAborted | FailureClass::Transient));
-                if !keep && !matches!(error, CopyError::Superseded) {
-                    abort(destination, config, destination_key, &chain.upload_id).await;
-                }
-                return Err(error);
-            }
-        },
+        Some(chain) => resume_upload(destination, config, destination_key, chain).await?,
         None => start_upload(destination, config, source, destination_key).await?,
     };
-    let remaining: Vec<Part> = upload
-        .parts
-        .iter()
-        .filter(|part| {
-            !upload
-                .done
-                .iter()
-                .any(|done| done.part_number() == Some(part.number))
-        })
+    let done: HashSet<i32> = upload.done.iter().filter_map(|p| p.part_number()).collect();
+    let remaining: Vec<Part> = (upload.parts.iter())
+        .filter(|part| !done.contains(&part.number))
         .copied()
         .collect();
     let copied = copy_parts(
@@ -225,9 +208,28 @@ async fn start_upload(
     })
 }
 
-/// The upload an earlier invocation started, with the parts it holds; `Superseded` (its upload
-/// aborted) when the function has started a later upload for the key.
+/// The upload an earlier invocation started, with the parts it holds; `Superseded` when the
+/// function has started a later upload for the key. A chain that cannot go on ends its upload, unless it is gone already or the failure is transient (Lambda's retry of the
+/// invocation goes on with it).
 async fn resume_upload(
+    destination: &Client,
+    config: &Config,
+    destination_key: &str,
+    chain: &Continuation,
+) -> Result<Upload, CopyError> {
+    let resumed = read_upload(destination, config, destination_key, chain).await;
+    if let Err(error) = &resumed {
+        let keep = matches!(error, CopyError::S3 { failure, .. }
+            if matches!(failure.class, FailureClass::UploadAborted | FailureClass::Transient));
+        if !keep {
+            abort(destination, config, destination_key, &chain.upload_id).await;
+        }
+    }
+    resumed
+}
+
+/// The part plan a chain carries, and the parts its upload holds.
+async fn read_upload(
     destination: &Client,
     config: &Config,
     destination_key: &str,
@@ -245,7 +247,6 @@ async fn resume_upload(
     )
     .await?;
     if chain::superseded(destination, config, destination_key, &chain.upload_id).await {
-        abort(destination, config, destination_key, &chain.upload_id).await;
         return Err(CopyError::Superseded);
     }
     Ok(Upload {
