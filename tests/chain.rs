@@ -364,3 +364,45 @@ async fn a_backfill_hands_a_large_object_to_a_chain_of_its_own_and_goes_on() {
     assert_replica_equal(&world, "archive/a.tar", &body).await;
     assert_eq!(world.open_uploads().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_that_copies_no_part_stops_after_three_invocations_and_leaves_no_upload() {
+    let world = World::new("chainstall", WorldOptions::default()).await;
+    let replicator = chained(&world, "2").await;
+    put_large(&world, "stuck.bin", &pattern(12 * MIB, 2)).await;
+    // Every part copy is held, and every invocation starts with its deadline passed: no
+    // invocation gets a part done.
+    let hold = support::unique("stalled-parts");
+    world.emulator.harness(
+        "trigger",
+        json!({"method": "PUT", "path_contains": format!("{}/stuck.bin", world.destination_bucket),
+               "query_contains": "partNumber=", "count": 1000, "hold": hold}),
+    );
+    let passed = || InvocationContext {
+        deadline: Some(SystemTime::now()),
+        ..Default::default()
+    };
+    let mut payload = world.s3_event_now("s3-put.json", "stuck.bin").await;
+    for stalled in 1..=2 {
+        let summary = handle_with_context(&payload, &replicator, passed())
+            .await
+            .unwrap();
+        assert_eq!(summary["handed_off"], 1, "{summary}");
+        payload = resumes(&summary).remove(0);
+        assert_eq!(payload["continue"]["stalled"], stalled, "{payload}");
+    }
+    let third = handle_with_context(&payload, &replicator, passed()).await;
+    world.emulator.harness("release", json!({"name": hold}));
+    let error = third.expect_err("the third invocation without progress fails");
+    assert!(
+        error
+            .to_string()
+            .contains("3 invocations in a row copied no part"),
+        "{error}"
+    );
+    assert_eq!(
+        world.open_uploads().await,
+        0,
+        "the stopped chain's upload is aborted"
+    );
+}
