@@ -148,10 +148,10 @@ async fn run_hop(
         shallow,
     );
     // Copies in parts that do not fit in the hop continue in chains of their own.
-    let budget = Budget {
+    let budget = Arc::new(Budget {
         deadline,
         invoker: invoker.owned(),
-    };
+    });
     let end = schedule_copies(merge, &request, replicator, &budget, &mut report).await;
     log_progress(&report, prefix, &end);
     end_hop(&request, report, end, replicator, invoker).await
@@ -164,7 +164,7 @@ async fn schedule_copies(
     mut merge: Merge,
     request: &BackfillRequest,
     replicator: &Replicator,
-    budget: &Budget,
+    budget: &Arc<Budget>,
     report: &mut BackfillReport,
 ) -> HopEnd {
     let stop_at = stop_time(budget.deadline);
@@ -312,7 +312,7 @@ fn start(
     key: String,
     request: &BackfillRequest,
     replicator: &Arc<Replicator>,
-    budget: &Budget,
+    budget: &Arc<Budget>,
 ) -> BoxFuture<'static, Finished> {
     let listed = match decision {
         Decision::Unchanged => {
@@ -326,7 +326,7 @@ fn start(
         Decision::Copy(listed) => listed,
     };
     let replicator = Arc::clone(replicator);
-    let budget = budget.clone();
+    let budget = Arc::clone(budget);
     let event = ObjectEvent {
         kind: ObjectEventKind::Created,
         event_name: "Backfill".into(),

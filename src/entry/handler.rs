@@ -204,14 +204,18 @@ impl InvocationContext<'_> {
     /// What copies get of this invocation: its deadline, and the way to invoke the function
     /// again.
     fn budget(&self) -> Budget {
-        let invoker = SelfInvoker {
+        Budget {
+            deadline: self.deadline,
+            invoker: self.invoker().owned(),
+        }
+    }
+
+    /// How this invocation starts the function again.
+    fn invoker(&self) -> SelfInvoker<'_> {
+        SelfInvoker {
             client: self.lambda,
             function_arn: self.function_arn,
             request_id: self.request_id,
-        };
-        Budget {
-            deadline: self.deadline,
-            invoker: invoker.owned(),
         }
     }
 
@@ -228,12 +232,7 @@ async fn doctor(
     replicator: &Replicator,
     context: &InvocationContext<'_>,
 ) -> Result<Value, HandlerError> {
-    let invoker = SelfInvoker {
-        client: context.lambda,
-        function_arn: context.function_arn,
-        request_id: context.request_id,
-    };
-    let report = crate::ops::doctor::run_doctor(replicator, invoker).await;
+    let report = crate::ops::doctor::run_doctor(replicator, context.invoker()).await;
     tracing::info!(healthy = report.healthy, "permission doctor ran");
     // A failing check fails the invocation, so that automation (a deploy pipeline, a
     // scheduled check) sees it.
@@ -323,12 +322,7 @@ pub async fn handle_with_context(
 ) -> Result<Value, HandlerError> {
     if let Some(request) = payload.get("backfill") {
         let request = BackfillRequest::from_value(request).map_err(HandlerError::InvalidRequest)?;
-        let invoker = SelfInvoker {
-            client: context.lambda,
-            function_arn: context.function_arn,
-            request_id: context.request_id,
-        };
-        let report = run_backfill(&request, replicator, context.deadline, invoker).await;
+        let report = run_backfill(&request, replicator, context.deadline, context.invoker()).await;
         if let Ok(report) = &report {
             context.emit_metrics(&crate::metrics::InvocationMetrics {
                 copied: report.copied,
