@@ -146,25 +146,25 @@ pub(super) struct KmsDefaults {
 }
 
 /// Reads both buckets' default encryption (`GetBucketEncryption`, one request per bucket and
-/// hop). A bucket whose setting cannot be read is taken as not KMS: its ETags are then compared,
-/// which may copy a KMS object again but never leaves a changed one behind; a warning names the
-/// missing grant.
+/// hop, both at once). A bucket whose setting cannot be read is taken as not KMS: its ETags are
+/// then compared, which may copy a KMS object again but never leaves a changed one behind; a
+/// warning names the missing grant.
 pub(super) async fn kms_defaults(replicator: &Replicator) -> KmsDefaults {
     let config = replicator.config();
     let clients = replicator.clients();
-    let destination = match config.destination_kms_key_id {
-        Some(_) => Some(true),
-        None => {
-            default_kms(
-                clients.destination(),
-                &config.destination_bucket,
-                config.destination_account_id.as_deref(),
-            )
-            .await
+    let destination = async {
+        match config.destination_kms_key_id {
+            Some(_) => Some(true),
+            None => {
+                let owner = config.destination_account_id.as_deref();
+                default_kms(clients.destination(), &config.destination_bucket, owner).await
+            }
         }
     };
+    let source = default_kms(clients.source(), &config.source_bucket, None);
+    let (source, destination) = tokio::join!(source, destination);
     KmsDefaults {
-        source: default_kms(clients.source(), &config.source_bucket, None).await,
+        source,
         destination,
     }
 }
@@ -210,10 +210,10 @@ pub(super) struct Merge {
 
 impl Merge {
     /// Starts listing both buckets from `start_after` under `prefix` (the destination's under
-    /// `DESTINATION_PREFIX`), only the keys directly under `prefix` when `shallow`.
+    /// `DESTINATION_PREFIX`), only the keys directly under `prefix` when `shallow`. Until
+    /// [`Merge::judging_with`] says otherwise, neither bucket is taken to encrypt with KMS.
     pub(super) fn open(
         replicator: &Replicator,
-        kms: KmsDefaults,
         prefix: &str,
         start_after: Option<&str>,
         shallow: bool,
@@ -247,8 +247,13 @@ impl Merge {
                 buffer: VecDeque::new(),
                 side: Side::Destination,
             },
-            kms,
+            kms: KmsDefaults::default(),
         }
+    }
+
+    /// The merge, judging replicas by the buckets' default encryption `kms`.
+    pub(super) fn judging_with(self, kms: KmsDefaults) -> Self {
+        Merge { kms, ..self }
     }
 
     pub(super) async fn next(&mut self) -> Result<Option<(Listed, Decision)>, (Side, S3Failure)> {

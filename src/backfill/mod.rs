@@ -82,30 +82,40 @@ pub async fn run_backfill(
         run: Some(run.clone()),
         ..request.clone()
     };
-    let held = if request.dry_run {
-        None
-    } else {
-        let claim = Claim {
-            run: &run,
-            hop: request.hop,
-            request_id: invoker.request_id,
-            deadline,
-        };
-        match lock::take(replicator, &prefix, &claim).await? {
-            Taken::Held(lock) => Some(lock),
-            Taken::Duplicate => {
-                tracing::warn!(run = %run, hop = request.hop, prefix = %prefix,
-                    "backfill hop delivered twice: this delivery copies nothing");
-                return Ok(BackfillReport {
-                    hop: request.hop,
-                    run: Some(run),
-                    duplicate: true,
-                    ..Default::default()
-                });
-            }
+    // The listings and the buckets' default encryption are read while the lock is taken (they
+    // change nothing): the hop's first copy waits for two rounds of requests (the lock's read and
+    // write), not five.
+    let shallow = request.shallow || request.fan_out;
+    let merge = Merge::open(replicator, &prefix, request.start_after.as_deref(), shallow);
+    let claim = Claim {
+        run: &run,
+        hop: request.hop,
+        request_id: invoker.request_id,
+        deadline,
+    };
+    let lock = async {
+        match request.dry_run {
+            true => Ok(None),
+            false => lock::take(replicator, &prefix, &claim).await.map(Some),
         }
     };
-    let result = run_hop(&request, &prefix, replicator, deadline, invoker).await;
+    let (taken, kms) = tokio::join!(lock, kms_defaults(replicator));
+    let held = match taken? {
+        None => None,
+        Some(Taken::Held(lock)) => Some(lock),
+        Some(Taken::Duplicate) => {
+            tracing::warn!(run = %run, hop = request.hop, prefix = %prefix,
+                "backfill hop delivered twice: this delivery copies nothing");
+            return Ok(BackfillReport {
+                hop: request.hop,
+                run: Some(run),
+                duplicate: true,
+                ..Default::default()
+            });
+        }
+    };
+    let merge = merge.judging_with(kms);
+    let result = run_hop(&request, &prefix, merge, replicator, deadline, invoker).await;
     // A hop that continued hands the lock to its continuation; any other end frees it.
     if let Some(lock) = &held
         && !matches!(&result, Ok(report) if report.continued)
@@ -115,10 +125,11 @@ pub async fn run_backfill(
     result
 }
 
-/// The hop itself: the fan-out, the copies, and its end.
+/// The hop itself: the fan-out, the copies (the merge's decisions), and its end.
 async fn run_hop(
     request: &BackfillRequest,
     prefix: &str,
+    merge: Merge,
     replicator: &Replicator,
     deadline: Option<SystemTime>,
     invoker: SelfInvoker<'_>,
@@ -132,21 +143,11 @@ async fn run_hop(
     if request.fan_out {
         report.shards_started = fan_out(request, prefix, replicator, invoker, deadline).await?;
     }
-    let shallow = request.shallow || request.fan_out;
     let request = BackfillRequest {
         prefix: prefix.to_string(),
-        shallow,
+        shallow: request.shallow || request.fan_out,
         ..request.clone()
     };
-
-    let kms = kms_defaults(replicator).await;
-    let merge = Merge::open(
-        replicator,
-        kms,
-        prefix,
-        request.start_after.as_deref(),
-        shallow,
-    );
     // Copies in parts that do not fit in the hop continue in chains of their own.
     let budget = Arc::new(Budget {
         deadline,

@@ -120,8 +120,10 @@ impl Replicator {
             return Outcome::Skipped(SkipReason::OutsideSourcePrefix(prefix.clone()));
         }
         match event.kind {
-            ObjectEventKind::Removed => self.converge_removed(event, budget).await,
-            ObjectEventKind::Tagged => self.copy_tags(event, budget).await,
+            // The rarer paths are boxed, so that the future of a copy, which a backfill spawns
+            // for each object, stays the size of the common path's.
+            ObjectEventKind::Removed => Box::pin(self.converge_removed(event, budget)).await,
+            ObjectEventKind::Tagged => Box::pin(self.copy_tags(event, budget)).await,
             _ => {
                 let known = event.etag.as_deref().zip(event.size);
                 self.copy_current(event, Known::Listed(known), budget).await
@@ -187,7 +189,9 @@ impl Replicator {
                 Ok(Done::AlreadyCurrent(evidence)) => {
                     return Outcome::Skipped(SkipReason::IdenticalReplica(evidence.name()));
                 }
-                Ok(Done::HandedOff(chain)) => return self.hand_off(*chain, budget).await,
+                Ok(Done::HandedOff(chain)) => {
+                    return Box::pin(self.hand_off(*chain, budget)).await;
+                }
                 Err(error) => error,
             };
             match self.after_failure(error, attempt, &source, &current.key, &destination_key) {
@@ -315,14 +319,14 @@ impl Replicator {
                     region: Some(source.region),
                     head,
                 };
-                let step = copy_in_parts(
+                let step = Box::pin(copy_in_parts(
                     destination,
                     &self.config,
                     &object,
                     destination_key,
                     resuming,
                     budget,
-                )
+                ))
                 .await?;
                 Ok(match step {
                     Step::Copied(verified) => Done::Copied(verified),

@@ -577,11 +577,10 @@ async fn copy_part(target: &PartTarget<'_>, part: &Part) -> Result<CompletedPart
         .copy_source(target.copy_source)
         .copy_source_range(part.range())
         .set_copy_source_if_match(target.etag.map(str::to_string));
-    let sent = request
-        .customize()
-        .config_override(copy_settings(target.config, part.size()))
-        .send()
-        .await;
+    let sent = match copy_settings(target.config, part.size()) {
+        Some(settings) => request.customize().config_override(settings).send().await,
+        None => request.send().await,
+    };
     let copied =
         sent.map_err(|e| CopyError::s3("UploadPartCopy", Side::Destination)(classify(e)))?;
     let result = copied.copy_part_result();

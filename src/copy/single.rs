@@ -23,19 +23,18 @@ const BYTES_PER_ATTEMPT_TIMEOUT: u64 = 256 * MIB;
 
 /// The client settings for one copy request of `bytes`: an attempt timeout of
 /// `S3_ATTEMPT_TIMEOUT` for every 256 MiB started, so that a copy of gigabytes in one request is
-/// not abandoned half-way; nothing changed up to 256 MiB.
-pub(super) fn copy_settings(config: &Config, bytes: u64) -> aws_sdk_s3::config::Builder {
+/// not abandoned half-way. `None` up to 256 MiB: the request is sent with the client's own
+/// settings (an override costs every request a layer of configuration built and merged).
+pub(super) fn copy_settings(config: &Config, bytes: u64) -> Option<aws_sdk_s3::config::Builder> {
     let units = bytes.div_ceil(BYTES_PER_ATTEMPT_TIMEOUT);
-    let settings = aws_sdk_s3::config::Builder::new();
-    if units <= 1 {
-        return settings;
-    }
-    settings.timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(config.attempt_timeout * units as u32)
-            .build(),
-    )
+    (units > 1).then(|| {
+        aws_sdk_s3::config::Builder::new().timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(config.attempt_timeout * units as u32)
+                .build(),
+        )
+    })
 }
 
 /// One `CopyObject` conditional on the source's ETag, then a check of the replica (see
@@ -64,11 +63,10 @@ pub(super) async fn copy_whole(
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .ssekms_key_id(kms_key);
     }
-    let sent = request
-        .customize()
-        .config_override(copy_settings(config, current.bytes.max(0) as u64))
-        .send()
-        .await;
+    let sent = match copy_settings(config, current.bytes.max(0) as u64) {
+        Some(settings) => request.customize().config_override(settings).send().await,
+        None => request.send().await,
+    };
     let output = sent.map_err(|e| CopyError::s3("CopyObject", Side::Destination)(classify(e)))?;
     check_copy(
         destination,
@@ -169,4 +167,31 @@ async fn head_unchanged_source(
         .send()
         .await
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_up_to_256_mib_keep_the_client_settings() {
+        let buckets = [("SOURCE_BUCKET", "src-a"), ("DESTINATION_BUCKET", "dst-b")];
+        let config = Config::from_lookup(|name| {
+            let found = buckets.iter().find(|(variable, _)| *variable == name);
+            found.map(|(_, value)| value.to_string())
+        })
+        .unwrap();
+        assert!(copy_settings(&config, 0).is_none());
+        assert!(copy_settings(&config, BYTES_PER_ATTEMPT_TIMEOUT).is_none());
+        let attempt = |bytes| {
+            let settings = copy_settings(&config, bytes).expect("settings for a large copy");
+            let built = settings.build();
+            built
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout())
+        };
+        let four = 4 * BYTES_PER_ATTEMPT_TIMEOUT;
+        assert_eq!(attempt(four), Some(config.attempt_timeout * 4));
+        assert_eq!(attempt(four + 1), Some(config.attempt_timeout * 5));
+    }
 }
