@@ -1,6 +1,7 @@
 //! The two listings a backfill merges: each bucket listed a few pages ahead in a task of its
 //! own, and one decision per source object (the replica is current, or copy it).
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 use aws_sdk_s3::Client;
@@ -130,11 +131,6 @@ impl Cursor {
         }
         Ok(self.buffer.front())
     }
-
-    async fn next(&mut self) -> Result<Option<Listed>, (Side, S3Failure)> {
-        self.peek().await?;
-        Ok(self.buffer.pop_front())
-    }
 }
 
 /// Whether each bucket encrypts new objects with a KMS key by default (their ETags then are no
@@ -256,35 +252,34 @@ impl Merge {
         Merge { kms, ..self }
     }
 
+    /// The next source object and what to do with it. Cancel-safe: it awaits only while
+    /// peeking at the listings, and takes items off them once nothing is left to await, so a
+    /// caller that drops it (to attend to a finished copy) loses nothing.
     pub(super) async fn next(&mut self) -> Result<Option<(Listed, Decision)>, (Side, S3Failure)> {
-        let Some(object) = self.source.next().await? else {
-            return Ok(None);
-        };
         loop {
-            let Some(replica) = self.destination.peek().await? else {
-                return Ok(Some((object.clone(), Decision::Copy(object))));
+            let Some(object) = self.source.peek().await? else {
+                return Ok(None);
             };
-            match replica.key.as_bytes().cmp(object.key.as_bytes()) {
-                std::cmp::Ordering::Less => {
-                    self.destination.next().await?;
-                }
-                std::cmp::Ordering::Greater => {
-                    return Ok(Some((object.clone(), Decision::Copy(object))));
-                }
-                std::cmp::Ordering::Equal => {
-                    let replica = self
-                        .destination
-                        .next()
-                        .await?
-                        .unwrap_or_else(|| object.clone());
-                    let decision = if is_current(&object, &replica, self.kms) {
-                        Decision::Unchanged
-                    } else {
-                        Decision::Copy(object.clone())
-                    };
-                    return Ok(Some((object, decision)));
-                }
+            let order = match self.destination.peek().await? {
+                Some(replica) => replica.key.as_bytes().cmp(object.key.as_bytes()),
+                None => Ordering::Greater,
+            };
+            if order == Ordering::Less {
+                // A replica whose source is gone (or outside this listing): passed over.
+                self.destination.buffer.pop_front();
+                continue;
             }
+            let Some(object) = self.source.buffer.pop_front() else {
+                continue;
+            };
+            let decision = match order {
+                Ordering::Equal => match self.destination.buffer.pop_front() {
+                    Some(replica) if is_current(&object, &replica, self.kms) => Decision::Unchanged,
+                    _ => Decision::Copy(object.clone()),
+                },
+                _ => Decision::Copy(object.clone()),
+            };
+            return Ok(Some((object, decision)));
         }
     }
 }
@@ -325,6 +320,45 @@ mod tests {
         source: Some(false),
         destination: Some(false),
     };
+
+    fn cursor(side: Side) -> (mpsc::Sender<Page>, Cursor) {
+        let (sender, pages) = mpsc::channel(PAGES_AHEAD);
+        let buffer = VecDeque::new();
+        (
+            sender,
+            Cursor {
+                pages,
+                buffer,
+                side,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_merge_dropped_while_it_waits_for_a_page_loses_nothing() {
+        use futures::FutureExt;
+        let (source, source_cursor) = cursor(Side::Source);
+        let (destination, destination_cursor) = cursor(Side::Destination);
+        let mut merge = Merge {
+            source: source_cursor,
+            destination: destination_cursor,
+            kms: PLAIN,
+        };
+        let page = vec![object("a", 1, "\"1\"", 10), object("b", 1, "\"2\"", 10)];
+        source.send(Ok(page)).await.unwrap();
+        // The source has its page, the destination none yet: the merge waits, and is dropped.
+        assert!(merge.next().now_or_never().is_none());
+        assert!(merge.next().now_or_never().is_none());
+        let replicas = vec![object("0", 1, "\"0\"", 20), object("a", 1, "\"1\"", 20)];
+        destination.send(Ok(replicas)).await.unwrap();
+        drop((source, destination));
+        let mut merged = Vec::new();
+        while let Some((object, decision)) = merge.next().await.unwrap() {
+            merged.push((object.key, matches!(decision, Decision::Copy(_))));
+        }
+        let expected = [("a".to_string(), false), ("b".to_string(), true)];
+        assert_eq!(merged, expected);
+    }
 
     #[test]
     fn equal_size_and_etag_written_after_the_source_is_current() {

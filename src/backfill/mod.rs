@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::copy::chain::Budget;
 use crate::copy::{FailedObject, Outcome, Replicator};
 use crate::decode::{ObjectEvent, ObjectEventKind};
-use crate::error::{ReplicationError, S3Failure, Side};
+use crate::error::{S3Failure, Side};
 use crate::invoke::SelfInvoker;
 use fan_out::fan_out;
 use listing::{Decision, Merge, kms_defaults, listing_error};
@@ -188,26 +188,38 @@ async fn schedule_copies(
     };
     let mut launched = false;
     loop {
-        while !end.exhausted
+        let room = !end.exhausted
             && end.failed_listing.is_none()
             && in_flight.len() < concurrency.current()
-        {
-            if launched && stop_at.is_some_and(|at| Instant::now() >= at) {
-                break;
-            }
-            match merge.next().await {
-                Ok(None) => end.exhausted = true,
-                Err(error) => end.failed_listing = Some(error),
-                Ok(Some((object, decision))) => {
-                    launched = true;
-                    report.listed += 1;
-                    last_started = Some(object.key.clone());
-                    in_flight.push(start(decision, object.key, request, &shared, budget));
+            && !(launched && stop_at.is_some_and(|at| Instant::now() >= at));
+        // The copies are polled here, by this task, also while the merge waits for a page (it
+        // is cancel-safe): one task drives them all, as a loop of requests would.
+        let step = if room {
+            tokio::select! {
+                biased;
+                Some(finished) = in_flight.next(), if !in_flight.is_empty() => Some(finished),
+                next = merge.next() => {
+                    match next {
+                        Ok(None) => end.exhausted = true,
+                        Err(error) => end.failed_listing = Some(error),
+                        Ok(Some((object, decision))) => {
+                            launched = true;
+                            report.listed += 1;
+                            last_started = Some(object.key.clone());
+                            in_flight.push(start(decision, object.key, request, &shared, budget));
+                        }
+                    }
+                    None
                 }
             }
-        }
-        let Some(finished) = in_flight.next().await else {
-            break;
+        } else {
+            match in_flight.next().await {
+                Some(finished) => Some(finished),
+                None => break,
+            }
+        };
+        let Some(finished) = step else {
+            continue;
         };
         record(report, bucket, &finished);
         // Only copies (requests to S3) count towards growing the concurrency back.
@@ -341,19 +353,10 @@ fn start(
         event_time: None,
         region: None,
     };
-    // A task of its own, so copies progress while the merge waits for the next page.
-    let task = tokio::spawn(async move {
+    Box::pin(async move {
         let started = Instant::now();
         let outcome = replicator.replicate(&event, &budget).await;
         outcome.log(&event, started.elapsed());
-        outcome
-    });
-    Box::pin(async move {
-        let outcome = task.await.unwrap_or_else(|join| {
-            Outcome::Failed(ReplicationError::InvalidEvent(format!(
-                "copy task ended abnormally: {join}"
-            )))
-        });
         Finished {
             key,
             finish: Finish::Done(outcome),

@@ -120,8 +120,8 @@ impl Replicator {
             return Outcome::Skipped(SkipReason::OutsideSourcePrefix(prefix.clone()));
         }
         match event.kind {
-            // The rarer paths are boxed, so that the future of a copy, which a backfill spawns
-            // for each object, stays the size of the common path's.
+            // The rarer paths are boxed, so that the future of a copy, of which a backfill holds
+            // hundreds at once, stays the size of the common path's.
             ObjectEventKind::Removed => Box::pin(self.converge_removed(event, budget)).await,
             ObjectEventKind::Tagged => Box::pin(self.copy_tags(event, budget)).await,
             _ => {
