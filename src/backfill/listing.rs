@@ -272,11 +272,12 @@ impl Merge {
             let Some(object) = self.source.buffer.pop_front() else {
                 continue;
             };
-            let decision = match order {
-                Ordering::Equal => match self.destination.buffer.pop_front() {
-                    Some(replica) if is_current(&object, &replica, self.kms) => Decision::Unchanged,
-                    _ => Decision::Copy(object.clone()),
-                },
+            let replica = match order {
+                Ordering::Equal => self.destination.buffer.pop_front(),
+                _ => None,
+            };
+            let decision = match replica {
+                Some(replica) if is_current(&object, &replica, self.kms) => Decision::Unchanged,
                 _ => Decision::Copy(object.clone()),
             };
             return Ok(Some((object, decision)));

@@ -17,11 +17,10 @@ pub mod lock;
 mod pacing;
 mod request;
 
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 use serde_json::Value;
 
@@ -149,10 +148,10 @@ async fn run_hop(
         ..request.clone()
     };
     // Copies in parts that do not fit in the hop continue in chains of their own.
-    let budget = Arc::new(Budget {
+    let budget = Budget {
         deadline,
         invoker: invoker.owned(),
-    });
+    };
     let end = schedule_copies(merge, &request, replicator, &budget, &mut report).await;
     log_progress(&report, prefix, &end);
     end_hop(&request, report, end, replicator, invoker).await
@@ -165,12 +164,11 @@ async fn schedule_copies(
     mut merge: Merge,
     request: &BackfillRequest,
     replicator: &Replicator,
-    budget: &Arc<Budget>,
+    budget: &Budget,
     report: &mut BackfillReport,
 ) -> HopEnd {
     let stop_at = stop_time(budget.deadline);
     let bucket = &replicator.config().source_bucket;
-    let shared = Arc::new(replicator.clone());
     let slow_downs_before = replicator.clients().slow_downs();
     let mut concurrency = Concurrency::new(
         replicator.config().backfill_concurrency,
@@ -179,7 +177,7 @@ async fn schedule_copies(
     );
     // Copies finish in any order (one slow copy holds up no other); the hop waits for every
     // copy it started, so at its end the last key started is its watermark.
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<BoxFuture<'_, Finished>> = FuturesUnordered::new();
     let mut last_started = None;
     let mut end = HopEnd {
         watermark: None,
@@ -194,32 +192,35 @@ async fn schedule_copies(
             && !(launched && stop_at.is_some_and(|at| Instant::now() >= at));
         // The copies are polled here, by this task, also while the merge waits for a page (it
         // is cancel-safe): one task drives them all, as a loop of requests would.
-        let step = if room {
-            tokio::select! {
+        let finished = if room {
+            let next = tokio::select! {
                 biased;
-                Some(finished) = in_flight.next(), if !in_flight.is_empty() => Some(finished),
-                next = merge.next() => {
-                    match next {
-                        Ok(None) => end.exhausted = true,
-                        Err(error) => end.failed_listing = Some(error),
-                        Ok(Some((object, decision))) => {
-                            launched = true;
-                            report.listed += 1;
-                            last_started = Some(object.key.clone());
-                            in_flight.push(start(decision, object.key, request, &shared, budget));
-                        }
-                    }
-                    None
+                Some(copied) = in_flight.next(), if !in_flight.is_empty() => Either::Left(copied),
+                listed = merge.next() => Either::Right(listed),
+            };
+            match next {
+                Either::Left(finished) => finished,
+                Either::Right(Ok(None)) => {
+                    end.exhausted = true;
+                    continue;
+                }
+                Either::Right(Err(error)) => {
+                    end.failed_listing = Some(error);
+                    continue;
+                }
+                Either::Right(Ok(Some((object, decision)))) => {
+                    launched = true;
+                    report.listed += 1;
+                    last_started = Some(object.key.clone());
+                    in_flight.push(start(decision, object.key, request, replicator, budget));
+                    continue;
                 }
             }
         } else {
-            match in_flight.next().await {
-                Some(finished) => Some(finished),
-                None => break,
-            }
-        };
-        let Some(finished) = step else {
-            continue;
+            let Some(finished) = in_flight.next().await else {
+                break;
+            };
+            finished
         };
         record(report, bucket, &finished);
         // Only copies (requests to S3) count towards growing the concurrency back.
@@ -320,13 +321,13 @@ async fn end_hop(
     Ok(report)
 }
 
-fn start(
+fn start<'a>(
     decision: Decision,
     key: String,
     request: &BackfillRequest,
-    replicator: &Arc<Replicator>,
-    budget: &Arc<Budget>,
-) -> BoxFuture<'static, Finished> {
+    replicator: &'a Replicator,
+    budget: &'a Budget,
+) -> BoxFuture<'a, Finished> {
     let listed = match decision {
         Decision::Unchanged => {
             let finish = Finish::Unchanged;
@@ -338,8 +339,6 @@ fn start(
         }
         Decision::Copy(listed) => listed,
     };
-    let replicator = Arc::clone(replicator);
-    let budget = Arc::clone(budget);
     let event = ObjectEvent {
         kind: ObjectEventKind::Created,
         event_name: "Backfill".into(),
@@ -355,7 +354,7 @@ fn start(
     };
     Box::pin(async move {
         let started = Instant::now();
-        let outcome = replicator.replicate(&event, &budget).await;
+        let outcome = replicator.replicate(&event, budget).await;
         outcome.log(&event, started.elapsed());
         Finished {
             key,

@@ -93,8 +93,8 @@ enum Phase {
 /// and keeps a step only when it pays 1%: a quarter up over the rate held (and then it climbs
 /// again), a quarter down over the best rate held. The rate over a few windows moves by more than
 /// a quarter step changes it, so a rule that kept a step down for costing nothing would drift
-/// down on the noise; this one leans towards more in flight, which costs little memory. A probe that does
-/// not pay doubles the wait before the next (up to [`MOST_WINDOWS_BETWEEN_PROBES`]).
+/// down on the noise; this one leans towards more in flight, which costs little memory. A probe
+/// that does not pay doubles the wait before the next (up to [`MOST_WINDOWS_BETWEEN_PROBES`]).
 /// `BACKFILL_CONCURRENCY` is its ceiling. When S3 answers `503 Slow Down` it halves (at most
 /// once per [`SLOW_DOWN_COOLDOWN`]) and holds there until a probe pays.
 #[derive(Debug, Clone)]
@@ -196,8 +196,7 @@ impl Concurrency {
                     }
                     Some(before) if rate * LOSS < before => (hold(), self.limit / 2),
                     Some(before) if rate < before * GAIN => (hold(), self.limit),
-                    _ if self.limit >= self.ceiling => (hold(), self.limit),
-                    _ => (climb(rate), self.limit * 2),
+                    _ => self.climb_on(rate),
                 }
             }
             Phase::Hold { measured, up_next } => {
@@ -262,11 +261,19 @@ impl Concurrency {
             (self.between_probes * 2).min(MOST_WINDOWS_BETWEEN_PROBES)
         };
         match (kept, up) {
-            (true, true) if self.limit >= self.ceiling => (hold(), self.limit),
             // More in flight paid: climb again from here.
-            (true, true) => (climb(rate), self.limit * 2),
+            (true, true) => self.climb_on(rate),
             (true, false) => (hold_then(false), self.limit),
             (false, _) => (hold_then(!up), from),
+        }
+    }
+
+    /// Doubles the concurrency from where it ran at `rate`, or holds at the ceiling.
+    fn climb_on(&self, rate: f64) -> (Phase, usize) {
+        if self.limit >= self.ceiling {
+            (hold(), self.limit)
+        } else {
+            (climb(rate), self.limit * 2)
         }
     }
 
