@@ -73,8 +73,13 @@ enum Phase {
     /// [`CLIMB_WINDOWS`].
     Climb { rate: Option<f64>, measured: Mean },
     /// Steady, at the mean rate measured over its windows; probes after
-    /// [`WINDOWS_BETWEEN_PROBES`] or more.
-    Hold { measured: Mean, up_next: bool },
+    /// [`WINDOWS_BETWEEN_PROBES`] or more. After a step down that paid, `undo` is where it
+    /// came from: the step is kept only if these windows confirm it.
+    Hold {
+        measured: Mean,
+        up_next: bool,
+        undo: Option<usize>,
+    },
     /// Trying one step up or down from `from`, where the rate was `held`, measured over
     /// [`PROBE_WINDOWS`].
     Probe {
@@ -91,10 +96,12 @@ enum Phase {
 /// doubling unless it lowered the rate by 10%. Then it holds, probing a quarter up and a quarter
 /// down now and then (never up from the ceiling), each probe measured over [`PROBE_WINDOWS`],
 /// and keeps a step only when it pays 1%: a quarter up over the rate held (and then it climbs
-/// again), a quarter down over the best rate held. The rate over a few windows moves by more than
-/// a quarter step changes it, so a rule that kept a step down for costing nothing would drift
-/// down on the noise; this one leans towards more in flight, which costs little memory. A probe
-/// that does not pay doubles the wait before the next (up to [`MOST_WINDOWS_BETWEEN_PROBES`]).
+/// again), a quarter down over the best rate held, both in its probe and in the hold after it
+/// (or it goes back: a probe's few windows can pay on noise alone). The rate over a few windows
+/// moves by more than a quarter step changes it, so a rule that kept a step down for costing
+/// nothing would drift down on the noise; this one leans towards more in flight, which costs
+/// little memory. A probe that does not pay, and a step down that the hold after it undoes,
+/// double the wait before the next probe (up to [`MOST_WINDOWS_BETWEEN_PROBES`]).
 /// `BACKFILL_CONCURRENCY` is its ceiling. When S3 answers `503 Slow Down` it halves (at most
 /// once per [`SLOW_DOWN_COOLDOWN`]) and holds there until a probe pays.
 #[derive(Debug, Clone)]
@@ -199,28 +206,21 @@ impl Concurrency {
                     _ => self.climb_on(rate),
                 }
             }
-            Phase::Hold { measured, up_next } => {
+            Phase::Hold {
+                measured,
+                up_next,
+                undo,
+            } => {
                 let measured = measured.with(rate);
                 if measured.windows < self.between_probes {
-                    (Phase::Hold { measured, up_next }, self.limit)
+                    let phase = Phase::Hold {
+                        measured,
+                        up_next,
+                        undo,
+                    };
+                    (phase, self.limit)
                 } else {
-                    let held = measured.rate();
-                    self.peak = self.peak.max(held);
-                    let step = (self.limit / 4).max(1);
-                    // At the ceiling there is no step up to try.
-                    let up_next = up_next && self.limit < self.ceiling;
-                    let to = if up_next {
-                        self.limit + step
-                    } else {
-                        self.limit - step
-                    };
-                    let phase = Phase::Probe {
-                        from: self.limit,
-                        held,
-                        up: up_next,
-                        measured: Mean::default(),
-                    };
-                    (phase, to)
+                    self.held(measured.rate(), up_next, undo)
                 }
             }
             Phase::Probe {
@@ -247,6 +247,31 @@ impl Concurrency {
         self.set(limit, now);
     }
 
+    /// Ends a hold at `rate`: undoes the step down it followed if the hold does not confirm that
+    /// it pays, or else probes a step up or down.
+    fn held(&mut self, rate: f64, up_next: bool, undo: Option<usize>) -> (Phase, usize) {
+        if let Some(from) = undo.filter(|_| rate < self.peak * STEP_GAIN) {
+            self.between_probes = (self.between_probes * 2).min(MOST_WINDOWS_BETWEEN_PROBES);
+            return (hold(), from);
+        }
+        self.peak = self.peak.max(rate);
+        let step = (self.limit / 4).max(1);
+        // At the ceiling there is no step up to try.
+        let up = up_next && self.limit < self.ceiling;
+        let to = if up {
+            self.limit + step
+        } else {
+            self.limit - step
+        };
+        let phase = Phase::Probe {
+            from: self.limit,
+            held: rate,
+            up,
+            measured: Mean::default(),
+        };
+        (phase, to)
+    }
+
     /// Decides on a probe from `from` (where the rate was `held`) that ran at `rate`: the next
     /// phase and limit.
     fn probed(&mut self, from: usize, held: f64, up: bool, rate: f64) -> (Phase, usize) {
@@ -263,7 +288,15 @@ impl Concurrency {
         match (kept, up) {
             // More in flight paid: climb again from here.
             (true, true) => self.climb_on(rate),
-            (true, false) => (hold_then(false), self.limit),
+            // Fewer in flight paid: hold there, and go back unless the hold confirms it.
+            (true, false) => (
+                Phase::Hold {
+                    measured: Mean::default(),
+                    up_next: false,
+                    undo: Some(from),
+                },
+                self.limit,
+            ),
             (false, _) => (hold_then(!up), from),
         }
     }
@@ -311,6 +344,7 @@ fn hold_then(up_next: bool) -> Phase {
     Phase::Hold {
         measured: Mean::default(),
         up_next,
+        undo: None,
     }
 }
 
@@ -503,6 +537,43 @@ mod tests {
             );
             assert!(concurrency.current() >= 384, "{copies}: {concurrency:?}");
         }
+    }
+
+    #[test]
+    fn undoes_a_step_down_that_paid_only_while_it_was_probed() {
+        // Flat past 250 in flight, but every probe down runs 10% faster (as the noise of a
+        // probe's few windows can): each step down looks paid, and only the hold after it
+        // shows that it was not.
+        let start = Instant::now();
+        let (mut at, mut concurrency) = (start, Concurrency::new(512, 0, start));
+        let mut undone = 0;
+        for _ in 0..200_000 {
+            let boost = match concurrency.phase {
+                Phase::Probe { up: false, .. } => 1.10,
+                _ => 1.0,
+            };
+            let rate = (concurrency.current() as f64 * 14.0).min(3500.0) * boost;
+            at += Duration::from_secs_f64(1.0 / rate);
+            let before = concurrency.phase;
+            assert_eq!(concurrency.finished(0, at), None);
+            match (before, concurrency.phase) {
+                (
+                    Phase::Hold {
+                        undo: Some(from), ..
+                    },
+                    Phase::Hold { undo: None, .. },
+                ) => {
+                    assert_eq!(concurrency.current(), from, "{concurrency:?}");
+                    undone += 1;
+                }
+                // Holding (not on trial after a step down): only at the ceiling.
+                (_, Phase::Hold { undo: None, .. }) => {
+                    assert_eq!(concurrency.current(), 512, "{concurrency:?}");
+                }
+                _ => {}
+            }
+        }
+        assert!(undone >= 2, "{undone} steps down undone: {concurrency:?}");
     }
 
     #[test]
