@@ -79,7 +79,7 @@ def ceiling_table(rows: list[dict]) -> None:
         best = max((n for n in names if n.startswith("raw")), key=medians.get)
         ours = medians["s3-replicator backfill, default settings"]
         print(f"| {label} | **backfill at default settings / best raw ({best.rsplit(' ', 1)[-1]})** | "
-              f"**{100 * ours / medians[best]:.0f}%** | | |")
+              f"**{100 * ours / medians[best]:.1f}%** | | |")
 
 
 def tools(env: dict, garage: Garage, keys: dict, source: str, buckets: Buckets,
