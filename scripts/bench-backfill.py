@@ -78,7 +78,8 @@ def ceiling_table(rows: list[dict]) -> None:
                   f"| {reached} |")
         best = max((n for n in names if n.startswith("raw")), key=medians.get)
         ours = medians["s3-replicator backfill, default settings"]
-        print(f"| {label} | **backfill at default settings / best raw ({best.rsplit(' ', 1)[-1]})** | "
+        at = best.rsplit(" ", 1)[-1]
+        print(f"| {label} | **backfill at default settings / best raw ({at})** | "
               f"**{100 * ours / medians[best]:.1f}%** | | |")
 
 

@@ -250,8 +250,8 @@ impl Concurrency {
     /// Ends a hold at `rate`: undoes the step down it followed if the hold does not confirm that
     /// it pays, or else probes a step up or down.
     fn held(&mut self, rate: f64, up_next: bool, undo: Option<usize>) -> (Phase, usize) {
-        if let Some(from) = undo.filter(|_| rate < self.peak * STEP_GAIN) {
-            self.between_probes = (self.between_probes * 2).min(MOST_WINDOWS_BETWEEN_PROBES);
+        if let Some(from) = undo.filter(|_| !self.down_pays(rate)) {
+            self.back_off();
             return (hold(), from);
         }
         self.peak = self.peak.max(rate);
@@ -275,30 +275,34 @@ impl Concurrency {
     /// Decides on a probe from `from` (where the rate was `held`) that ran at `rate`: the next
     /// phase and limit.
     fn probed(&mut self, from: usize, held: f64, up: bool, rate: f64) -> (Phase, usize) {
+        // The best rate held includes `held`: each probe starts from a hold that raised it.
         let kept = if up {
             rate >= held * STEP_GAIN
         } else {
-            rate >= self.peak.max(held) * STEP_GAIN
+            self.down_pays(rate)
         };
-        self.between_probes = if kept {
-            WINDOWS_BETWEEN_PROBES
+        if kept {
+            self.between_probes = WINDOWS_BETWEEN_PROBES;
         } else {
-            (self.between_probes * 2).min(MOST_WINDOWS_BETWEEN_PROBES)
-        };
+            self.back_off();
+        }
         match (kept, up) {
             // More in flight paid: climb again from here.
             (true, true) => self.climb_on(rate),
             // Fewer in flight paid: hold there, and go back unless the hold confirms it.
-            (true, false) => (
-                Phase::Hold {
-                    measured: Mean::default(),
-                    up_next: false,
-                    undo: Some(from),
-                },
-                self.limit,
-            ),
+            (true, false) => (on_trial(from), self.limit),
             (false, _) => (hold_then(!up), from),
         }
+    }
+
+    /// Whether fewer in flight, at `rate`, pay over the best rate held.
+    fn down_pays(&self, rate: f64) -> bool {
+        rate >= self.peak * STEP_GAIN
+    }
+
+    /// Doubles the wait before the next probe, after a step that did not pay.
+    fn back_off(&mut self) {
+        self.between_probes = (self.between_probes * 2).min(MOST_WINDOWS_BETWEEN_PROBES);
     }
 
     /// Doubles the concurrency from where it ran at `rate`, or holds at the ceiling.
@@ -345,6 +349,16 @@ fn hold_then(up_next: bool) -> Phase {
         measured: Mean::default(),
         up_next,
         undo: None,
+    }
+}
+
+/// Holding after a step down from `from`, which is undone unless the hold pays too; probing
+/// down next.
+fn on_trial(from: usize) -> Phase {
+    Phase::Hold {
+        measured: Mean::default(),
+        up_next: false,
+        undo: Some(from),
     }
 }
 
