@@ -12,7 +12,7 @@ const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 const SLOW_DOWN_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// A hop starts at this many copies at once (or `BACKFILL_CONCURRENCY`, if lower).
-const START_CONCURRENCY: usize = 64;
+const START_CONCURRENCY: usize = 128;
 
 /// A measuring window lasts at least this long and at least as many copies as run at once, so
 /// that one slow copy does not decide.
@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn holds_one_doubling_past_what_pays_at_most() {
-        // Copies take 5 ms: 35 in flight reach the server's 7,000 a second; the start (64) only
+        // Copies take 5 ms: 35 in flight reach the server's 7,000 a second; the start (128) only
         // queues in the server.
         let (concurrency, rate) = simulate(1000, 100_000, server(5.0, 7000.0));
         assert!(
@@ -629,13 +629,15 @@ mod tests {
     fn after_a_slow_down_it_holds_and_grows_only_when_that_pays() {
         let start = Instant::now();
         let mut concurrency = Concurrency::new(1000, 0, start);
-        assert_eq!(concurrency.finished(1, start), Some(32));
-        // A server that gives nothing more for more in flight: it stays at 32 or below.
+        let halved = START_CONCURRENCY / 2;
+        assert_eq!(concurrency.finished(1, start), Some(halved));
+        // A server that gives nothing more for more in flight: it stays there, but for a probe
+        // a quarter up.
         let mut at = start;
         for _ in 0..50_000 {
             at += Duration::from_secs_f64(1.0 / 3000.0);
             concurrency.finished(1, at);
-            assert!(concurrency.current() <= 40, "{concurrency:?}");
+            assert!(concurrency.current() <= halved * 5 / 4, "{concurrency:?}");
         }
         // One with room: probes up pay, and it climbs again.
         for _ in 0..200_000 {
