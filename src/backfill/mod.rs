@@ -190,15 +190,8 @@ async fn schedule_copies(
             && end.failed_listing.is_none()
             && in_flight.len() < concurrency.current()
             && !(launched && stop_at.is_some_and(|at| Instant::now() >= at));
-        // The copies are polled here, by this task, also while the merge waits for a page (it
-        // is cancel-safe): one task drives them all, as a loop of requests would.
         let finished = if room {
-            let next = tokio::select! {
-                biased;
-                Some(copied) = in_flight.next(), if !in_flight.is_empty() => Either::Left(copied),
-                listed = merge.next() => Either::Right(listed),
-            };
-            match next {
+            match next_step(merge.next(), &mut in_flight).await {
                 Either::Left(finished) => finished,
                 Either::Right(Ok(None)) => {
                     end.exhausted = true;
@@ -241,6 +234,23 @@ async fn schedule_copies(
     report.highest_concurrency = concurrency.highest;
     report.concurrency = concurrency.current();
     end
+}
+
+/// With room for another copy, what the schedule loop takes next: the next listed object if the
+/// listing has one ready, or else a finished copy. A free slot is filled first, as a loop of
+/// requests fills its slots; taking in every finished copy first left the slots of those that
+/// finished together empty until no copy was left to take in (under latency, a quarter of them
+/// on average). The copies are polled here, by the one task that drives them all, also while
+/// the listing waits for a page: `listed` must be cancel-safe.
+async fn next_step<L: Future, F: Future>(
+    listed: L,
+    in_flight: &mut FuturesUnordered<F>,
+) -> Either<F::Output, L::Output> {
+    tokio::select! {
+        biased;
+        listed = listed => Either::Right(listed),
+        Some(finished) = in_flight.next(), if !in_flight.is_empty() => Either::Left(finished),
+    }
 }
 
 /// The hop's one progress line: what it did, the chain, and the last key done (where the next
@@ -421,5 +431,20 @@ mod tests {
         assert_eq!(effective_prefix("data/x", Some("data/")).unwrap(), "data/x");
         assert_eq!(effective_prefix("logs/", None).unwrap(), "logs/");
         assert!(effective_prefix("logs/", Some("data/")).is_err());
+    }
+
+    #[tokio::test]
+    async fn fills_a_free_slot_before_taking_in_finished_copies() {
+        let mut in_flight: FuturesUnordered<_> = (0..3).map(futures::future::ready).collect();
+        // A listed object ready: it goes first, though copies have finished.
+        let next = next_step(futures::future::ready("listed"), &mut in_flight).await;
+        assert!(matches!(next, Either::Right("listed")));
+        assert_eq!(in_flight.len(), 3);
+        // The listing waits for a page: the finished copies are taken in meanwhile.
+        for _ in 0..3 {
+            let next = next_step(futures::future::pending::<&str>(), &mut in_flight).await;
+            assert!(matches!(next, Either::Left(_)));
+        }
+        assert!(in_flight.is_empty());
     }
 }
