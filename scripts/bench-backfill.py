@@ -5,8 +5,8 @@
    an S3-like latency added to every request by the driver's proxy;
 2. (BENCH_TOOLS=1) the backfill against `aws s3 sync` and rclone.
 
-Prints Markdown tables of objects/s and S3 requests per object (from Garage's own request
-counters). Run through scripts/bench-backfill.sh, which installs the tools.
+Prints Markdown tables of objects/s, Garage's CPU time per object (the server's share of the
+two cores all of it runs on) and S3 requests per object (from Garage's own request counters). Run through scripts/bench-backfill.sh, which installs the tools.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from bench_common import REGION, ROOT, Garage, LatencyProxy, driver, garage_bench
 
 OBJECTS = int(os.environ.get("BENCH_OBJECTS", "70000"))
-REPEATS = int(os.environ.get("BENCH_REPEATS", "4"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "6"))
 TOOLS = os.environ.get("BENCH_TOOLS", "0") == "1"
 LATENCY_MS = (20, 60)
 
@@ -38,7 +38,8 @@ class Buckets:
         return self.garage.bucket(f"bench-{self.count}-{name}", self.key_id)
 
 
-def ceiling(env: dict, source: str, buckets: Buckets, label: str, sweep: list[int]) -> list[dict]:
+def ceiling(env: dict, garage: Garage, source: str, buckets: Buckets, label: str,
+            sweep: list[int]) -> list[dict]:
     """The raw loop over `sweep` and the default backfill, REPEATS times, interleaved: in order
     in even repeats, in reverse in odd ones. Garage slows as the runs fill it, so a fixed order
     would favour the runs that come first; over an even number of repeats every run takes the
@@ -47,6 +48,7 @@ def ceiling(env: dict, source: str, buckets: Buckets, label: str, sweep: list[in
     rows = []
     for repeat in range(REPEATS):
         for concurrency in runs if repeat % 2 == 0 else runs[::-1]:
+            cpu_before = garage.cpu_seconds()
             if concurrency is None:
                 run = driver(env, "backfill", source, buckets.fresh("ours"), "default")
                 if run["listed"] != OBJECTS:
@@ -56,14 +58,20 @@ def ceiling(env: dict, source: str, buckets: Buckets, label: str, sweep: list[in
                 run = driver(env, "raw-copy", source, buckets.fresh(f"raw-{concurrency}"),
                              str(concurrency))
                 name, kind = f"raw CopyObject loop, concurrency {concurrency}", "raw"
-            rows.append({"latency": label, "name": name, "kind": kind, "repeat": repeat, **run})
+            garage_ms = (garage.cpu_seconds() - cpu_before) * 1000 / OBJECTS
+            rows.append({"latency": label, "name": name, "kind": kind, "repeat": repeat,
+                         "garage_cpu_ms_per_object": garage_ms, **run})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def ceiling_table(rows: list[dict]) -> None:
-    print("| latency added | run | median objects/s | min–max | concurrency reached (median) |")
-    print("|---|---|---:|---:|---:|")
+    """Medians and spread per run; then the backfill's median over the best raw loop's median,
+    and beside it the backfill over that raw loop's run in the same repeat (adjacent runs, so
+    the server's drift from run to run weighs less), median and spread."""
+    print("| latency added | run | median objects/s | min–max | Garage CPU ms/object (median) "
+          "| concurrency at the end (median) |")
+    print("|---|---|---:|---:|---:|---:|")
     for label in dict.fromkeys(r["latency"] for r in rows):
         names = dict.fromkeys(r["name"] for r in rows if r["latency"] == label)
         medians = {}
@@ -74,13 +82,19 @@ def ceiling_table(rows: list[dict]) -> None:
             reached = (f"{statistics.median(r['concurrency'] for r in runs):.0f} (highest "
                        f"{max(r['highest_concurrency'] for r in runs)})"
                        if "concurrency" in runs[0] else "")
+            garage_ms = statistics.median(r["garage_cpu_ms_per_object"] for r in runs)
             print(f"| {label} | {name} | {medians[name]:.0f} | {min(rates):.0f}–{max(rates):.0f} "
-                  f"| {reached} |")
+                  f"| {garage_ms:.3f} | {reached} |")
         best = max((n for n in names if n.startswith("raw")), key=medians.get)
-        ours = medians["s3-replicator backfill, default settings"]
+        ours_name = "s3-replicator backfill, default settings"
+        ours = medians[ours_name]
         at = best.rsplit(" ", 1)[-1]
+        rate = {(r["name"], r["repeat"]): r["objects_per_second"]
+                for r in rows if r["latency"] == label}
+        paired = [100 * rate[(ours_name, k)] / rate[(best, k)] for k in range(REPEATS)]
         print(f"| {label} | **backfill at default settings / best raw ({at})** | "
-              f"**{100 * ours / medians[best]:.1f}%** | | |")
+              f"**{100 * ours / medians[best]:.1f}%** | per repeat {min(paired):.0f}–"
+              f"{max(paired):.0f}%, median {statistics.median(paired):.1f}% | | |")
 
 
 def tools(env: dict, garage: Garage, keys: dict, source: str, buckets: Buckets,
@@ -145,13 +159,13 @@ def main() -> int:
               f"{REPEATS} repeats; {os.cpu_count()} CPUs; load average before: "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         print(json.dumps(driver(env, "populate", source, str(OBJECTS))), flush=True)
-        rows = ceiling(env, source, buckets, "none", [64, 128, 256, 512])
+        rows = ceiling(env, garage, source, buckets, "none", [64, 128, 256, 512])
         proxy = LatencyProxy(env, garage.endpoint, *LATENCY_MS)
         try:
             slow = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
             # Up to 1,000 in flight, the most BACKFILL_CONCURRENCY allows a function (Lambda
             # gives it 1,024 open files, one connection per copy).
-            rows += ceiling(slow, source, buckets, f"{LATENCY_MS[0]}–{LATENCY_MS[1]} ms",
+            rows += ceiling(slow, garage, source, buckets, f"{LATENCY_MS[0]}–{LATENCY_MS[1]} ms",
                             [128, 256, 512, 1000])
         finally:
             proxy.stop()

@@ -96,6 +96,12 @@ metrics_token = "{self.metrics_token}"
                 counts[name] = counts.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
         return counts
 
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) the server has used so far, from /proc."""
+        fields = (Path("/proc") / str(self.process.pid) / "stat").read_text().rsplit(")", 1)[1]
+        user, system = fields.split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
