@@ -6,7 +6,8 @@
 2. (BENCH_TOOLS=1) the backfill against `aws s3 sync` and rclone.
 
 Prints Markdown tables of objects/s, Garage's CPU time per object (the server's share of the
-two cores all of it runs on) and S3 requests per object (from Garage's own request counters). Run through scripts/bench-backfill.sh, which installs the tools.
+two cores all of it runs on) and S3 requests per object (from Garage's own request counters).
+Run through scripts/bench-backfill.sh, which installs the tools.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ OBJECTS = int(os.environ.get("BENCH_OBJECTS", "70000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "6"))
 TOOLS = os.environ.get("BENCH_TOOLS", "0") == "1"
 LATENCY_MS = (20, 60)
+BACKFILL = "s3-replicator backfill, default settings"
 
 
 class Buckets:
@@ -53,7 +55,7 @@ def ceiling(env: dict, garage: Garage, source: str, buckets: Buckets, label: str
                 run = driver(env, "backfill", source, buckets.fresh("ours"), "default")
                 if run["listed"] != OBJECTS:
                     sys.exit(f"the backfill listed {run['listed']} of {OBJECTS} objects")
-                name, kind = "s3-replicator backfill, default settings", "ours"
+                name, kind = BACKFILL, "ours"
             else:
                 run = driver(env, "raw-copy", source, buckets.fresh(f"raw-{concurrency}"),
                              str(concurrency))
@@ -86,12 +88,11 @@ def ceiling_table(rows: list[dict]) -> None:
             print(f"| {label} | {name} | {medians[name]:.0f} | {min(rates):.0f}–{max(rates):.0f} "
                   f"| {garage_ms:.3f} | {reached} |")
         best = max((n for n in names if n.startswith("raw")), key=medians.get)
-        ours_name = "s3-replicator backfill, default settings"
-        ours = medians[ours_name]
+        ours = medians[BACKFILL]
         at = best.rsplit(" ", 1)[-1]
         rate = {(r["name"], r["repeat"]): r["objects_per_second"]
                 for r in rows if r["latency"] == label}
-        paired = [100 * rate[(ours_name, k)] / rate[(best, k)] for k in range(REPEATS)]
+        paired = [100 * rate[(BACKFILL, k)] / rate[(best, k)] for k in range(REPEATS)]
         print(f"| {label} | **backfill at default settings / best raw ({at})** | "
               f"**{100 * ours / medians[best]:.1f}%** | per repeat {min(paired):.0f}–"
               f"{max(paired):.0f}%, median {statistics.median(paired):.1f}% | | |")
@@ -129,7 +130,7 @@ def tools(env: dict, garage: Garage, keys: dict, source: str, buckets: Buckets,
 
     ours = buckets.fresh("ours")
     backfill = ["cargo", "bench", "--quiet", "--bench", "driver", "--", "backfill", source]
-    run("s3-replicator backfill, default settings", [*backfill, ours, "default"], env, "ours")
+    run(BACKFILL, [*backfill, ours, "default"], env, "ours")
     run("s3-replicator backfill, no-op re-sync", [*backfill, ours, "default"], env, "ours-noop")
     destination = buckets.fresh("aws")
     aws_config.write_text("[default]\n")
