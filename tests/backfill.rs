@@ -3,6 +3,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -11,6 +12,7 @@ use s3_replicator::backfill::{BackfillReport, BackfillRequest, run_backfill};
 use s3_replicator::handle_payload;
 use s3_replicator::invoke::SelfInvoker;
 use serde_json::{Value, json};
+use support::fault_proxy::{FaultPlan, FaultProxy};
 use support::{FUNCTION_ARN, World, WorldOptions, batch_job, etags, fixture, result_codes};
 
 async fn put_many(client: &Client, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
@@ -527,4 +529,58 @@ async fn a_second_backfill_over_a_running_prefix_is_refused_and_a_duplicate_hop_
     let after = run(&fan_out, ample()).await.unwrap();
     assert_eq!(after.shards_started, ["a/", "b/"]);
     assert_eq!(world.destination_keys().await.len() as u64, total);
+}
+
+/// `BACKFILL_CONCURRENCY` bounds the connections a backfill's copies hold, not its copies: a copy
+/// in parts counts as `PART_CONCURRENCY` of them, so that a backfill of large objects stays within
+/// the open files Lambda gives a function (1,024), as one of small objects does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_in_parts_count_their_part_concurrency_against_the_limit() {
+    const LIMIT: u64 = 8;
+    let world = World::new("bfparts", WorldOptions::default()).await;
+    // Six objects written in three parts each (copied in parts), and six small ones.
+    for i in 0..6 {
+        let body = vec![b'a' + i; 11 * 1024 * 1024];
+        let key = format!("mixed/large-{i}.bin");
+        world
+            .put_source_in_parts(&key, &body, 5 * 1024 * 1024)
+            .await;
+    }
+    let small = (0..6)
+        .map(|i| (format!("mixed/small-{i}.txt"), vec![b'a' + i; 100]))
+        .collect();
+    put_many(&world.admin_a, &world.source_bucket, small).await;
+    // The latency keeps each request open long enough for the copies' requests to overlap.
+    let plan = FaultPlan {
+        percent: 0,
+        hold: Duration::ZERO,
+        max_holds: 0,
+        latency: (Duration::from_millis(20), Duration::from_millis(60)),
+        untagged: false,
+    };
+    let proxy = FaultProxy::start(&world.emulator.endpoint, plan).await;
+    let limit = LIMIT.to_string();
+    let env = [
+        ("BACKFILL_CONCURRENCY", limit.as_str()),
+        ("PART_CONCURRENCY", "4"),
+        ("MULTIPART_THRESHOLD", "5MiB"),
+    ];
+    let replicator = world
+        .replicator_via(&proxy.endpoint, &world.function_region, &env)
+        .await;
+    let request = BackfillRequest::from_value(&json!({"prefix": "mixed/"})).unwrap();
+    let report = run_backfill(&request, &replicator, None, SelfInvoker::default())
+        .await
+        .unwrap_or_else(|e| panic!("backfill: {e}"));
+
+    assert_eq!((report.copied, report.failed), (12, 0), "{report:?}");
+    let source = etags(&world.admin_a, &world.source_bucket, "mixed/").await;
+    let replicas = etags(&world.admin_b, &world.destination_bucket, "mixed/").await;
+    assert_eq!(replicas, source);
+    // The copies' connections, and beside them at most the two listings' (one per bucket).
+    let most = proxy.stats.most_in_flight.load(Ordering::Relaxed);
+    assert!(
+        most <= LIMIT + 2,
+        "{most} requests in flight at once, over the limit of {LIMIT} and the two listings"
+    );
 }

@@ -29,6 +29,7 @@ use crate::copy::{FailedObject, Outcome, Replicator};
 use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{S3Failure, Side};
 use crate::invoke::SelfInvoker;
+use crate::limits::MAX_PART_SIZE;
 use fan_out::fan_out;
 use listing::{Decision, Merge, kms_defaults, listing_error};
 use lock::{Claim, Taken};
@@ -48,10 +49,11 @@ enum Finish {
     Done(Outcome),
 }
 
-/// The result of one source object, by key.
+/// The result of one source object, by key, and the connections its copy held.
 struct Finished {
     key: String,
     finish: Finish,
+    connections: usize,
 }
 
 /// Where the copies of one hop stopped.
@@ -178,6 +180,10 @@ async fn schedule_copies(
     // Copies finish in any order (one slow copy holds up no other); the hop waits for every
     // copy it started, so at its end the last key started is its watermark.
     let mut in_flight: FuturesUnordered<BoxFuture<'_, Finished>> = FuturesUnordered::new();
+    // The connections the copies in flight may hold; the limit bounds these, not the copies.
+    let mut connections = 0;
+    // The next listed object, until there are connections enough to start its copy.
+    let mut waiting: Option<(String, Decision)> = None;
     let mut last_started = None;
     let mut end = HopEnd {
         watermark: None,
@@ -186,11 +192,25 @@ async fn schedule_copies(
     };
     let mut launched = false;
     loop {
-        let room = !end.exhausted
+        let open = !end.exhausted
             && end.failed_listing.is_none()
-            && in_flight.len() < concurrency.current()
             && !(launched && stop_at.is_some_and(|at| Instant::now() >= at));
-        let finished = if room {
+        let limit = concurrency.current();
+        if open && let Some((key, decision)) = waiting.take() {
+            let needs = needed_connections(&decision, request, replicator);
+            // A copy that needs more than the limit starts alone.
+            if connections + needs <= limit || connections == 0 {
+                launched = true;
+                report.listed += 1;
+                connections += needs;
+                last_started = Some(key.clone());
+                let copy = start(decision, key, needs, request, replicator, budget);
+                in_flight.push(copy);
+                continue;
+            }
+            waiting = Some((key, decision));
+        }
+        let finished = if open && waiting.is_none() && connections < limit {
             match next_step(merge.next(), &mut in_flight).await {
                 Either::Left(finished) => finished,
                 Either::Right(Ok(None)) => {
@@ -202,10 +222,7 @@ async fn schedule_copies(
                     continue;
                 }
                 Either::Right(Ok(Some((object, decision)))) => {
-                    launched = true;
-                    report.listed += 1;
-                    last_started = Some(object.key.clone());
-                    in_flight.push(start(decision, object.key, request, replicator, budget));
+                    waiting = Some((object.key, decision));
                     continue;
                 }
             }
@@ -215,6 +232,7 @@ async fn schedule_copies(
             };
             finished
         };
+        connections -= finished.connections;
         record(report, bucket, &finished);
         // Only copies (requests to S3) count towards growing the concurrency back.
         if matches!(finished.finish, Finish::Done(_)) {
@@ -331,9 +349,34 @@ async fn end_hop(
     Ok(report)
 }
 
+/// The connections the copy `decision` asks for may hold at once: `PART_CONCURRENCY` for a copy
+/// in parts (of an object written in parts that reaches `MULTIPART_THRESHOLD`, or of one over
+/// 5 GiB: its part copies, or the reads of the source's part layout), one for any other.
+fn needed_connections(
+    decision: &Decision,
+    request: &BackfillRequest,
+    replicator: &Replicator,
+) -> usize {
+    let config = replicator.config();
+    let Decision::Copy(listed) = decision else {
+        return 1;
+    };
+    let size = listed.size.max(0) as u64;
+    let written_in_parts = listed
+        .etag
+        .as_deref()
+        .is_some_and(|etag| etag.contains('-'));
+    let in_parts = size > MAX_PART_SIZE || (written_in_parts && size >= config.multipart_threshold);
+    match in_parts && !request.dry_run {
+        true => config.part_concurrency.max(1),
+        false => 1,
+    }
+}
+
 fn start<'a>(
     decision: Decision,
     key: String,
+    connections: usize,
     request: &BackfillRequest,
     replicator: &'a Replicator,
     budget: &'a Budget,
@@ -341,11 +384,19 @@ fn start<'a>(
     let listed = match decision {
         Decision::Unchanged => {
             let finish = Finish::Unchanged;
-            return Box::pin(futures::future::ready(Finished { key, finish }));
+            return Box::pin(futures::future::ready(Finished {
+                key,
+                finish,
+                connections,
+            }));
         }
         Decision::Copy(listed) if request.dry_run => {
             let finish = Finish::Planned(listed.size);
-            return Box::pin(futures::future::ready(Finished { key, finish }));
+            return Box::pin(futures::future::ready(Finished {
+                key,
+                finish,
+                connections,
+            }));
         }
         Decision::Copy(listed) => listed,
     };
@@ -369,6 +420,7 @@ fn start<'a>(
         Finished {
             key,
             finish: Finish::Done(outcome),
+            connections,
         }
     })
 }

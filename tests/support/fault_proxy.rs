@@ -58,6 +58,10 @@ pub struct FaultStats {
     /// The slowest round trip to the emulator of a forwarded request, in milliseconds: the
     /// figure the client's attempt timeout must stay far above.
     pub slowest_forward_ms: AtomicU64,
+    /// Requests the proxy is answering now, and the most it answered at once: the connections
+    /// the client held open to it.
+    pub in_flight: AtomicU64,
+    pub most_in_flight: AtomicU64,
 }
 
 impl FaultStats {
@@ -108,6 +112,24 @@ impl std::fmt::Display for Reset {
 
 impl std::error::Error for Reset {}
 
+/// A request being answered, counted in [`FaultStats::in_flight`] until it is dropped (answered,
+/// or given up when its connection closes).
+struct Answering<'a>(&'a FaultStats);
+
+impl<'a> Answering<'a> {
+    fn new(stats: &'a FaultStats) -> Self {
+        let now = stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.most_in_flight.fetch_max(now, Ordering::Relaxed);
+        Answering(stats)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What the proxy does with one request.
 enum Fault {
     SlowDown,
@@ -137,7 +159,10 @@ impl FaultProxy {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let (client, upstream, stats) =
                             (client.clone(), upstream.clone(), Arc::clone(&stats));
-                        async move { handle(request, &client, &upstream, &stats, plan).await }
+                        async move {
+                            let _answering = Answering::new(&stats);
+                            handle(request, &client, &upstream, &stats, plan).await
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
