@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench_common import REGION, ROOT, Garage, LatencyProxy, driver, garage_bench
 
-OBJECTS = int(os.environ.get("BENCH_OBJECTS", "70000"))
+OBJECTS = int(os.environ.get("BENCH_OBJECTS", "100000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "6"))
 TOOLS = os.environ.get("BENCH_TOOLS", "0") == "1"
 LATENCY_MS = (20, 60)

@@ -3,7 +3,7 @@
 # the AWS CLI and rclone, then compares the replicator's backfill at its default settings with a
 # raw CopyObject loop swept over concurrencies, without and with 20-60 ms of added latency, and
 # (BENCH_TOOLS=1) with `aws s3 sync` and rclone. BENCH_OBJECTS sets the object count (default
-# 70000), BENCH_REPEATS the repeats (default 6).
+# 100000), BENCH_REPEATS the repeats (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
