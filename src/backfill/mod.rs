@@ -25,11 +25,10 @@ use futures::stream::FuturesUnordered;
 use serde_json::Value;
 
 use crate::copy::chain::Budget;
-use crate::copy::{FailedObject, Outcome, Replicator};
+use crate::copy::{FailedObject, Outcome, Replicator, copied_in_parts};
 use crate::decode::{ObjectEvent, ObjectEventKind};
 use crate::error::{S3Failure, Side};
 use crate::invoke::SelfInvoker;
-use crate::limits::MAX_PART_SIZE;
 use fan_out::fan_out;
 use listing::{Decision, Merge, kms_defaults, listing_error};
 use lock::{Claim, Taken};
@@ -350,26 +349,21 @@ async fn end_hop(
 }
 
 /// The connections the copy `decision` asks for may hold at once: `PART_CONCURRENCY` for a copy
-/// in parts (of an object written in parts that reaches `MULTIPART_THRESHOLD`, or of one over
-/// 5 GiB: its part copies, or the reads of the source's part layout), one for any other.
+/// in parts (its part copies, or the reads of the source's part layout), one for any other.
 fn needed_connections(
     decision: &Decision,
     request: &BackfillRequest,
     replicator: &Replicator,
 ) -> usize {
     let config = replicator.config();
-    let Decision::Copy(listed) = decision else {
-        return 1;
-    };
-    let size = listed.size.max(0) as u64;
-    let written_in_parts = listed
-        .etag
-        .as_deref()
-        .is_some_and(|etag| etag.contains('-'));
-    let in_parts = size > MAX_PART_SIZE || (written_in_parts && size >= config.multipart_threshold);
-    match in_parts && !request.dry_run {
-        true => config.part_concurrency.max(1),
-        false => 1,
+    match decision {
+        Decision::Copy(listed)
+            if !request.dry_run
+                && copied_in_parts(config, listed.size.max(0) as u64, listed.etag.as_deref()) =>
+        {
+            config.part_concurrency.max(1)
+        }
+        _ => 1,
     }
 }
 

@@ -37,6 +37,14 @@ use verify::{Verified, head_replica};
 /// copying it; each attempt copies the then-current object.
 const COPY_ATTEMPTS: usize = 3;
 
+/// Whether an object of `bytes` whose ETag is `etag` is copied in parts: one that reaches
+/// `MULTIPART_THRESHOLD` and was written in parts, or one larger than a `CopyObject` can copy
+/// (5 GiB). Any other is copied whole, which keeps a single-part object's MD5 ETag.
+pub(crate) fn copied_in_parts(config: &Config, bytes: u64, etag: Option<&str>) -> bool {
+    let written_in_parts = etag.is_some_and(|etag| etag.contains('-'));
+    bytes >= config.multipart_threshold && (written_in_parts || bytes > MAX_PART_SIZE)
+}
+
 /// Replicates objects from the configured source bucket to the destination bucket with the S3
 /// clients built once at init.
 #[derive(Debug, Clone)]
@@ -299,8 +307,7 @@ impl Replicator {
                     if let Some(evidence) = self.replica_current(head, destination_key).await {
                         return Ok(Done::AlreadyCurrent(evidence));
                     }
-                    let in_parts = head.e_tag().is_some_and(|etag| etag.contains('-'));
-                    if !in_parts && bytes <= MAX_PART_SIZE {
+                    if !copied_in_parts(&self.config, bytes, head.e_tag()) {
                         return single::copy_whole(
                             destination,
                             &self.config,
